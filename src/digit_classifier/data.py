@@ -1,0 +1,120 @@
+"""MNIST as a LightningDataModule, decoded once into uint8 tensors.
+
+torchvision's ``MNIST`` already holds the whole set as one ``uint8`` tensor; indexing it
+through ``__getitem__`` would build a PIL image per sample per epoch. We index the tensor
+directly instead and convert, augment and normalise whole batches after they reach the
+device (``on_after_batch_transfer``), which is several times faster on a CPU
+(``scripts/bench_data.py`` measures it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from lightning import LightningDataModule
+from torch import nn
+from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torchvision.datasets import MNIST
+
+from digit_classifier.preprocessing import normalize
+
+
+class EpochShuffleSampler(Sampler[int]):
+    """A random order that depends only on ``seed`` and the epoch.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint
+    sees exactly the orders the uninterrupted run would have seen.
+    """
+
+    def __init__(self, length: int, seed: int) -> None:
+        self.length = length
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self) -> Iterator[int]:
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        return iter(torch.randperm(self.length, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.length
+
+
+class MNISTDataModule(LightningDataModule):
+    """MNIST with a seeded 55,000/5,000 train/validation split and the 10,000 test set.
+
+    Batches arrive as ``uint8`` images of shape ``(B, 28, 28)``; ``on_after_batch_transfer``
+    turns them into normalised ``(B, 1, 28, 28)`` floats, augmenting training batches.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path = "data",
+        batch_size: int = 128,
+        eval_batch_size: int = 1000,
+        val_size: int = 5000,
+        split_seed: int = 12345,
+        shuffle_seed: int = 0,
+        num_workers: int = 0,
+        download: bool = True,
+        augment: nn.Module | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["augment"])
+        self.augment = augment
+        self.train_set: TensorDataset | None = None
+        self.val_set: TensorDataset | None = None
+        self.test_set: TensorDataset | None = None
+
+    def prepare_data(self) -> None:
+        for train in (True, False):
+            MNIST(self.hparams.data_dir, train=train, download=self.hparams.download)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None:
+            full = MNIST(self.hparams.data_dir, train=True, download=False)
+            order = torch.randperm(
+                len(full.data), generator=torch.Generator().manual_seed(self.hparams.split_seed)
+            )
+            val_index, train_index = order[: self.hparams.val_size], order[self.hparams.val_size :]
+            self.train_set = TensorDataset(full.data[train_index], full.targets[train_index])
+            self.val_set = TensorDataset(full.data[val_index], full.targets[val_index])
+        if self.test_set is None and stage in (None, "test", "predict"):
+            test = MNIST(self.hparams.data_dir, train=False, download=False)
+            self.test_set = TensorDataset(test.data, test.targets)
+
+    def train_dataloader(self) -> DataLoader:
+        assert self.train_set is not None
+        sampler = EpochShuffleSampler(len(self.train_set), self.hparams.shuffle_seed)
+        return self._loader(self.train_set, self.hparams.batch_size, sampler=sampler, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        assert self.val_set is not None
+        return self._loader(self.val_set, self.hparams.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        assert self.test_set is not None
+        return self._loader(self.test_set, self.hparams.eval_batch_size)
+
+    def _loader(self, dataset: TensorDataset, batch_size: int, **kwargs) -> DataLoader:
+        workers = self.hparams.num_workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            **kwargs,
+        )
+
+    def on_after_batch_transfer(
+        self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        images, targets = batch
+        images = images.unsqueeze(1).float().div_(255)
+        if self.augment is not None and self.trainer is not None and self.trainer.training:
+            images = self.augment(images)
+        return normalize(images), targets

@@ -1,0 +1,112 @@
+"""The LightningModule: a network from ``networks``, cross-entropy, torchmetrics."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from lightning import LightningModule
+from torch.optim import Optimizer
+from torch.optim.lr_scheduler import LRScheduler
+from torchmetrics import MaxMetric, MeanMetric
+from torchmetrics.classification import MulticlassAccuracy
+
+from digit_classifier.networks import build_network
+
+NUM_CLASSES = 10
+
+
+class DigitClassifier(LightningModule):
+    """Classifies normalised ``(B, 1, 28, 28)`` digits.
+
+    Args:
+        net: the network's name and keyword arguments for ``build_network``; kept as a
+            plain dict in the checkpoint so export needs neither Hydra nor unpickling.
+        optimizer: a partial that takes the parameters (Hydra ``_partial_: true``);
+            only needed for training.
+        scheduler: a partial that takes the optimizer, or None. A ``total_steps`` or
+            ``T_max`` argument is filled with the run's number of optimiser steps.
+        label_smoothing: passed to the cross-entropy loss.
+        channels_last: store activations NHWC, which is faster for convolutions on CPU.
+    """
+
+    def __init__(
+        self,
+        net: dict[str, Any],
+        optimizer: Callable[..., Optimizer] | None = None,
+        scheduler: Callable[..., LRScheduler] | None = None,
+        label_smoothing: float = 0.0,
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.net = build_network(**net)
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
+        self.net.to(memory_format=self.memory_format)
+
+        self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
+        self.train_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro")
+        self.val_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro")
+        self.test_acc = MulticlassAccuracy(num_classes=NUM_CLASSES, average="micro")
+        self.val_acc_best = MaxMetric()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.net(images.contiguous(memory_format=self.memory_format))
+
+    def _shared_step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> dict[str, torch.Tensor]:
+        images, targets = batch
+        logits = self(images)
+        loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
+        return {"loss": loss, "preds": logits.argmax(dim=1), "logits": logits.detach()}
+
+    def on_train_start(self) -> None:
+        self.val_acc_best.reset()
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        out = self._shared_step(batch)
+        self.train_loss(out["loss"].detach())
+        self.train_acc(out["preds"], batch[1])
+        self.log("train/loss", self.train_loss, on_step=True, on_epoch=True, prog_bar=True)
+        self.log("train/acc", self.train_acc, on_step=False, on_epoch=True, prog_bar=True)
+        return out["loss"]
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict:
+        out = self._shared_step(batch)
+        self.val_loss(out["loss"])
+        self.val_acc(out["preds"], batch[1])
+        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
+        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        return out
+
+    def on_validation_epoch_end(self) -> None:
+        self.val_acc_best(self.val_acc.compute())
+        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
+
+    def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict:
+        out = self._shared_step(batch)
+        self.test_loss(out["loss"])
+        self.test_acc(out["preds"], batch[1])
+        self.log("test/loss", self.test_loss, on_epoch=True)
+        self.log("test/acc", self.test_acc, on_epoch=True)
+        return out
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        if self.optimizer is None:
+            raise ValueError("DigitClassifier needs an optimizer to train (Hydra group `optimizer`)")
+        optimizer = self.optimizer(params=self.parameters())
+        if self.scheduler is None:
+            return {"optimizer": optimizer}
+        scheduler = self.scheduler(optimizer=optimizer, **self._schedule_length())
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def _schedule_length(self) -> dict[str, int]:
+        """Fill a scheduler's length argument with the run's number of optimiser steps."""
+        target = getattr(self.scheduler, "func", self.scheduler)
+        parameters = inspect.signature(target).parameters
+        steps = int(self.trainer.estimated_stepping_batches)
+        return {name: steps for name in ("total_steps", "T_max") if name in parameters}

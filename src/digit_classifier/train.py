@@ -1,0 +1,112 @@
+"""Training entry point: ``python train.py`` with Hydra overrides.
+
+``main`` returns the metric named by ``optimized_metric`` so that Hydra sweepers
+(``-m hparams_search=...``) can optimise it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from lightning import Callback, LightningDataModule, LightningModule, Trainer, seed_everything
+from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
+
+log = logging.getLogger(__name__)
+
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
+"""The repo's ``configs/``; the package is meant to be used from a checkout."""
+
+
+def instantiate_list(group: DictConfig | None) -> list[Any]:
+    """Instantiate every ``_target_`` entry of a config group such as ``callbacks``."""
+    if not group:
+        return []
+    return [hydra.utils.instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
+
+
+def build(cfg: DictConfig) -> tuple[LightningDataModule, LightningModule, Trainer]:
+    """Instantiate the data module, the model and the trainer from a composed config."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    model = hydra.utils.instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
+    callbacks: list[Callback] = instantiate_list(cfg.get("callbacks"))
+    loggers: list[Logger] = instantiate_list(cfg.get("logger"))
+    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    return datamodule, model, trainer
+
+
+def log_hyperparameters(cfg: DictConfig, trainer: Trainer) -> None:
+    """Send the whole composed config to the loggers, with the metrics to compare runs by."""
+    params = OmegaConf.to_container(cfg, resolve=True)
+    params.pop("paths", None)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(params, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
+
+
+def _as_float(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float, torch.Tensor)) else None
+
+
+def train(cfg: DictConfig) -> dict[str, float | None]:
+    """Fit, optionally test with the best checkpoint, and write ``metrics.json``."""
+    if cfg.get("seed") is not None:
+        seed_everything(cfg.seed, workers=True)
+    torch.set_float32_matmul_precision(cfg.get("matmul_precision", "highest"))
+    started = time.perf_counter()
+    datamodule, model, trainer = build(cfg)
+    log_hyperparameters(cfg, trainer)
+
+    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    fit_seconds = time.perf_counter() - started
+    metrics = {name: _as_float(value) for name, value in trainer.callback_metrics.items()}
+
+    checkpoint = trainer.checkpoint_callback
+    best_path = getattr(checkpoint, "best_model_path", "") or None
+    last_path = getattr(checkpoint, "last_model_path", "") or None
+    best_score = _as_float(getattr(checkpoint, "best_model_score", None))
+    if cfg.get("test"):
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=False)
+        metrics.update({name: _as_float(v) for name, v in trainer.callback_metrics.items()})
+
+    summary = {
+        "best_val_acc": best_score,
+        "test_acc": metrics.get("test/acc"),
+        "test_loss": metrics.get("test/loss"),
+        "best_ckpt_path": _resolved(best_path),
+        "last_ckpt_path": _resolved(last_path),
+        "epochs": trainer.current_epoch,
+        "global_step": trainer.global_step,
+        "fit_seconds": round(fit_seconds, 2),
+        "wall_time_s": round(time.perf_counter() - started, 2),
+        "metrics": metrics,
+    }
+    if trainer.is_global_zero:
+        output = Path(cfg.paths.output_dir) / "metrics.json"
+        output.write_text(json.dumps(summary, indent=2) + "\n")
+        log.info("Wrote %s: val acc %s, test acc %s", output, summary["best_val_acc"], summary["test_acc"])
+    return metrics | {"best_val_acc": summary["best_val_acc"]}
+
+
+def _resolved(path: str | None) -> str | None:
+    return str(Path(path).resolve()) if path else None
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = train(cfg)
+    name = cfg.get("optimized_metric")
+    if not name:
+        return None
+    if metrics.get(name) is None:
+        raise KeyError(f"optimized_metric {name!r} was not logged; logged: {sorted(metrics)}")
+    return metrics[name]
+
+
+if __name__ == "__main__":
+    main()
