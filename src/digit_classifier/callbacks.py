@@ -74,6 +74,7 @@ class ValidationReport(Callback):
         self.wrong: list[tuple[torch.Tensor, int, int]] = []
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        self.confusion = self.confusion.to(pl_module.device)
         self.confusion.reset()
         self.wrong = []
 
@@ -87,20 +88,21 @@ class ValidationReport(Callback):
         dataloader_idx: int = 0,
     ) -> None:
         images, targets = batch
-        preds = outputs["preds"].cpu()
-        targets = targets.cpu()
+        preds = outputs["preds"]
         self.confusion.update(preds, targets)
         room = self.max_misclassified - len(self.wrong)
         for index in (preds != targets).nonzero().squeeze(1)[:room].tolist():
             self.wrong.append((images[index].cpu(), int(preds[index]), int(targets[index])))
 
-    @rank_zero_only
     def on_validation_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        matrix = self.confusion.compute()  # on every rank: under DDP this gathers all ranks
         writer = _tensorboard(trainer)
-        if writer is None or trainer.sanity_checking:
+        if writer is None or not trainer.is_global_zero:
             return
         step = trainer.global_step
-        figure, _ = self.confusion.plot(add_text=True)
+        figure, _ = self.confusion.plot(val=matrix, add_text=True)
         writer.add_figure("val/confusion_matrix", figure, step)
         if self.wrong:
             writer.add_figure("val/misclassified", self._misclassified_figure(), step)

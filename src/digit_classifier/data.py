@@ -101,12 +101,15 @@ class MNISTDataModule(LightningDataModule):
         return self._loader(self.test_set, self.hparams.eval_batch_size)
 
     def _loader(self, dataset: TensorDataset, batch_size: int, **kwargs) -> DataLoader:
+        """A loader with a private generator: creating its iterator would otherwise draw
+        from the global RNG at a point that differs between a fresh and a resumed run."""
         workers = self.hparams.num_workers
         return DataLoader(
             dataset,
             batch_size=batch_size,
             num_workers=workers,
             persistent_workers=workers > 0,
+            generator=torch.Generator().manual_seed(self.hparams.shuffle_seed),
             **kwargs,
         )
 
