@@ -31,9 +31,7 @@ SMALL_TRAIN, SMALL_TEST = 1200, 400
 
 def write_idx(path: Path, array: np.ndarray) -> None:
     """Write a uint8 array in MNIST's IDX format, which torchvision reads."""
-    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(
-        int(size).to_bytes(4, "big") for size in array.shape
-    )
+    header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(size).to_bytes(4, "big") for size in array.shape)
     path.write_bytes(header + array.astype(np.uint8).tobytes())
 
 

@@ -9,16 +9,26 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 
-from conftest import ROOT
-
 CONFIG_DIR = ROOT / "configs"
-GROUPS = ["data", "model", "optimizer", "scheduler", "trainer", "logger", "callbacks",
-          "experiment", "debug", "hparams_search", "paths"]
+GROUPS = [
+    "data",
+    "model",
+    "optimizer",
+    "scheduler",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "debug",
+    "hparams_search",
+    "paths",
+]
 NEEDS_GPU = {("trainer", "gpu"), ("trainer", "ddp")}
 
 
@@ -67,7 +77,10 @@ def test_seed_baseline_is_the_seed_app(tmp_path: Path) -> None:
 def test_typo_in_a_key_gives_hydras_error() -> None:
     result = subprocess.run(
         [sys.executable, "train.py", "optimizer.lrr=0.1"],
-        cwd=ROOT, capture_output=True, text=True, timeout=120,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode != 0
     assert "Could not override 'optimizer.lrr'" in result.stderr

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import torch
-
 from conftest import DATA_DIR, requires_mnist
-from digit_classifier.data import EpochShuffleSampler, MNISTDataModule
+
+from digit_classifier.data import EpochShuffleSampler, MNISTDataModule, TensorBatchDataset
 
 
 def test_epoch_shuffle_depends_only_on_seed_and_epoch() -> None:
-    first, again = EpochShuffleSampler(100, seed=3), EpochShuffleSampler(100, seed=3)
+    data = TensorBatchDataset(torch.arange(100))
+    first, again = EpochShuffleSampler(data, seed=3), EpochShuffleSampler(data, seed=3)
     first.set_epoch(2)
     again.set_epoch(2)
     assert list(first) == list(again)

@@ -7,17 +7,17 @@ from typing import Any
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from lightning import Callback, LightningModule, Trainer  # noqa: E402
-from lightning.fabric.utilities.seed import seed_everything  # noqa: E402
-from lightning.pytorch.loggers import TensorBoardLogger  # noqa: E402
-from lightning.pytorch.utilities import rank_zero_only  # noqa: E402
-from torch.utils.tensorboard import SummaryWriter  # noqa: E402
-from torchmetrics.classification import MulticlassConfusionMatrix  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import matplotlib.pyplot as plt
+import torch
+from lightning import Callback, LightningModule, Trainer
+from lightning.fabric.utilities.seed import seed_everything
+from lightning.pytorch.loggers import TensorBoardLogger
+from lightning.pytorch.utilities import rank_zero_only
+from torch.utils.tensorboard import SummaryWriter
+from torchmetrics.classification import MulticlassConfusionMatrix
+from torchvision.utils import make_grid
 
-from digit_classifier.preprocessing import MNIST_MEAN, MNIST_STD  # noqa: E402
+from digit_classifier.preprocessing import MNIST_MEAN, MNIST_STD
 
 
 def _tensorboard(trainer: Trainer) -> SummaryWriter | None:
@@ -113,7 +113,7 @@ class ValidationReport(Callback):
         figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.4), squeeze=False)
         for axis in axes.flat:
             axis.axis("off")
-        for axis, (image, pred, target) in zip(axes.flat, self.wrong):
+        for axis, (image, pred, target) in zip(axes.flat, self.wrong, strict=False):
             axis.imshow(_to_display(image)[0], cmap="gray", vmin=0, vmax=1)
             axis.set_title(f"pred {pred} / true {target}", fontsize=7, color="red")
         figure.tight_layout()

@@ -15,21 +15,38 @@ from pathlib import Path
 import torch
 from lightning import LightningDataModule
 from torch import nn
-from torch.utils.data import DataLoader, Sampler, TensorDataset
+from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from torchvision.datasets import MNIST
 
 from digit_classifier.preprocessing import normalize
 
 
-class EpochShuffleSampler(Sampler[int]):
+class TensorBatchDataset(TensorDataset):
+    """A ``TensorDataset`` that hands the DataLoader a whole batch with one gather.
+
+    ``DataLoader`` calls ``__getitems__`` with a batch's indices when it exists, so a batch
+    costs one tensor index per tensor instead of one per sample plus a collate.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(tensor[index] for tensor in self.tensors)
+
+
+def _batch_as_is(batch: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return batch
+
+
+class EpochShuffleSampler(RandomSampler):
     """A random order that depends only on ``seed`` and the epoch.
 
     Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint
-    sees exactly the orders the uninterrupted run would have seen.
+    sees exactly the orders the uninterrupted run would have seen. Being a
+    ``RandomSampler``, Lightning swaps it for a seeded ``DistributedSampler`` under DDP.
     """
 
-    def __init__(self, length: int, seed: int) -> None:
-        self.length = length
+    def __init__(self, data_source: TensorDataset, seed: int) -> None:
+        super().__init__(data_source)
         self.seed = seed
         self.epoch = 0
 
@@ -38,10 +55,7 @@ class EpochShuffleSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
-        return iter(torch.randperm(self.length, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.length
+        return iter(torch.randperm(len(self.data_source), generator=generator).tolist())
 
 
 class MNISTDataModule(LightningDataModule):
@@ -66,9 +80,9 @@ class MNISTDataModule(LightningDataModule):
         super().__init__()
         self.save_hyperparameters(ignore=["augment"])
         self.augment = augment
-        self.train_set: TensorDataset | None = None
-        self.val_set: TensorDataset | None = None
-        self.test_set: TensorDataset | None = None
+        self.train_set: TensorBatchDataset | None = None
+        self.val_set: TensorBatchDataset | None = None
+        self.test_set: TensorBatchDataset | None = None
 
     def prepare_data(self) -> None:
         for train in (True, False):
@@ -81,15 +95,15 @@ class MNISTDataModule(LightningDataModule):
                 len(full.data), generator=torch.Generator().manual_seed(self.hparams.split_seed)
             )
             val_index, train_index = order[: self.hparams.val_size], order[self.hparams.val_size :]
-            self.train_set = TensorDataset(full.data[train_index], full.targets[train_index])
-            self.val_set = TensorDataset(full.data[val_index], full.targets[val_index])
+            self.train_set = TensorBatchDataset(full.data[train_index], full.targets[train_index])
+            self.val_set = TensorBatchDataset(full.data[val_index], full.targets[val_index])
         if self.test_set is None and stage in (None, "test", "predict"):
             test = MNIST(self.hparams.data_dir, train=False, download=False)
-            self.test_set = TensorDataset(test.data, test.targets)
+            self.test_set = TensorBatchDataset(test.data, test.targets)
 
     def train_dataloader(self) -> DataLoader:
         assert self.train_set is not None
-        sampler = EpochShuffleSampler(len(self.train_set), self.hparams.shuffle_seed)
+        sampler = EpochShuffleSampler(self.train_set, self.hparams.shuffle_seed)
         return self._loader(self.train_set, self.hparams.batch_size, sampler=sampler, drop_last=True)
 
     def val_dataloader(self) -> DataLoader:
@@ -110,6 +124,7 @@ class MNISTDataModule(LightningDataModule):
             num_workers=workers,
             persistent_workers=workers > 0,
             generator=torch.Generator().manual_seed(self.hparams.shuffle_seed),
+            collate_fn=_batch_as_is,
             **kwargs,
         )
 
