@@ -1,11 +1,13 @@
 # make demo  : set up .venv, train, archive, serve, answer one request
 # make test  : set up .venv, run the test suite (what CI runs)
+# make ui    : the drawing page on http://127.0.0.1:8000/ (start TorchServe first: make serve)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw/train-images-idx3-ubyte),../shared/data,data)
 SAMPLE ?= examples/seven.png
 PORT ?= 8080
+UI_PORT ?= 8000
 
 .PHONY: help venv demo train archive serve stop ui test test-fast lint clean
 
@@ -38,6 +40,9 @@ serve: venv
 
 stop: venv
 	$(PY) scripts/serve.py stop
+
+ui: venv
+	$(PY) -m digit_classifier.webapp --port $(UI_PORT) --torchserve-url http://127.0.0.1:$(PORT)
 
 test: venv
 	DIGIT_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest $(PYTEST_ARGS)

@@ -110,3 +110,14 @@ def test_ddp_on_two_cpu_processes(small_mnist: Path, tmp_path: Path) -> None:
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in output
     metrics = _metrics(run)
     assert metrics["epochs"] == 1 and metrics["test_acc"] is not None
+
+
+def test_seed_baseline_experiment_trains(small_mnist: Path, tmp_path: Path) -> None:
+    run_script(
+        "train.py",
+        *small_run_overrides(small_mnist, tmp_path, "experiment=seed_baseline", "trainer.max_epochs=1"),
+    )
+    metrics = _metrics(tmp_path)
+    assert metrics["epochs"] == 1 and metrics["test_acc"] is not None
+    checkpoint = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
+    assert checkpoint["hyper_parameters"]["net"] == {"name": "seed_cnn"}

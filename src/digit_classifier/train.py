@@ -31,10 +31,17 @@ def instantiate_list(group: DictConfig | None) -> list[Any]:
     return [hydra.utils.instantiate(entry) for entry in group.values() if entry and "_target_" in entry]
 
 
+def build_data_and_model(cfg: DictConfig) -> tuple[LightningDataModule, LightningModule]:
+    """Instantiate the data module and the model from a composed config."""
+    datamodule = hydra.utils.instantiate(cfg.data)
+    scheduler = cfg.get("scheduler") or None  # scheduler=none is an empty config
+    model = hydra.utils.instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=scheduler)
+    return datamodule, model
+
+
 def build(cfg: DictConfig) -> tuple[LightningDataModule, LightningModule, Trainer]:
     """Instantiate the data module, the model and the trainer from a composed config."""
-    datamodule = hydra.utils.instantiate(cfg.data)
-    model = hydra.utils.instantiate(cfg.model, optimizer=cfg.optimizer, scheduler=cfg.get("scheduler"))
+    datamodule, model = build_data_and_model(cfg)
     callbacks: list[Callback] = instantiate_list(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_list(cfg.get("logger"))
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

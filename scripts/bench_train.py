@@ -1,0 +1,187 @@
+"""Benchmark: training throughput of our Lightning step against a bare PyTorch loop.
+
+    python scripts/bench_train.py --data-dir ../shared/data [--steps 150] [--time-to-accuracy]
+
+For the seed CNN (batch 60) and the default network (batch 128), both paths train the
+same network with the same optimizer, batch size, augmentation and in-memory tensors from
+``MNISTDataModule``; the Lightning path is ``train.py``'s own configuration (metrics,
+logging, callbacks) minus checkpoint files. Prints images per second after a warm-up and
+the Lightning/bare ratio. ``--time-to-accuracy`` then trains the default configuration and
+reports the wall time (test evaluations excluded) until test accuracy first reaches 99%.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import hydra
+import torch
+import torch.nn.functional as F
+from hydra import compose, initialize_config_dir
+from lightning import Callback, Trainer
+from omegaconf import DictConfig, open_dict
+
+from digit_classifier.data import MNISTDataModule
+from digit_classifier.train import build_data_and_model
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
+WARMUP = 20
+
+
+def compose_config(overrides: list[str]) -> DictConfig:
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = "/tmp/bench_train"
+    return cfg
+
+
+def bare_loop(cfg: DictConfig, steps: int) -> float:
+    """Images per second of a hand-written loop over the same tensors and transforms."""
+    torch.manual_seed(cfg.seed)
+    datamodule, model = build_data_and_model(cfg)
+    datamodule.setup("fit")
+    datamodule.trainer = _Training()
+    optimizer = hydra.utils.instantiate(cfg.optimizer)(params=model.parameters())
+    model.train()
+    batches = iter(datamodule.train_dataloader())
+    for step in range(WARMUP + steps):
+        if step == WARMUP:
+            start = time.perf_counter()
+        images, targets = datamodule.on_after_batch_transfer(next(batches), 0)
+        loss = F.cross_entropy(model(images), targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    return steps * cfg.data.batch_size / (time.perf_counter() - start)
+
+
+class _Training:
+    training = True
+
+
+class StepTimer(Callback):
+    """Times training batches after a warm-up, excluding validation."""
+
+    def __init__(self) -> None:
+        self.elapsed, self.images, self._start = 0.0, 0, 0.0
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step > WARMUP:
+            self.elapsed += time.perf_counter() - self._start
+            self.images += batch[0].shape[0]
+
+
+def lightning_loop(cfg: DictConfig, steps: int) -> float:
+    datamodule, model = build_data_and_model(cfg)
+    timer = StepTimer()
+    callbacks = [
+        hydra.utils.instantiate(c) for name, c in cfg.callbacks.items() if name != "model_checkpoint"
+    ]
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
+        max_steps=WARMUP + steps,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=hydra.utils.instantiate(cfg.logger.tensorboard),
+        callbacks=[*callbacks, timer],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return timer.images / timer.elapsed
+
+
+class TestAccuracyClock(Callback):
+    """After each epoch, test the model and note the training time when 99% is first reached."""
+
+    def __init__(self, datamodule: MNISTDataModule, target: float = 0.99) -> None:
+        self.datamodule, self.target = datamodule, target
+        self.train_seconds, self.reached = 0.0, None
+        self.history: list[tuple[int, float, float]] = []
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer, pl_module) -> None:
+        self.train_seconds += time.perf_counter() - self._start
+        self.datamodule.setup("test")
+        correct = 0
+        pl_module.eval()
+        with torch.inference_mode():
+            for batch in self.datamodule.test_dataloader():
+                images, targets = self.datamodule.on_after_batch_transfer(batch, 0)
+                correct += (pl_module(images).argmax(1) == targets).sum().item()
+        pl_module.train()
+        accuracy = correct / len(self.datamodule.test_set)
+        self.history.append((trainer.current_epoch, round(self.train_seconds, 1), accuracy))
+        if self.reached is None and accuracy >= self.target:
+            self.reached = self.train_seconds
+            trainer.should_stop = True
+
+
+def time_to_accuracy(cfg: DictConfig) -> dict:
+    datamodule, model = build_data_and_model(cfg)
+    clock = TestAccuracyClock(datamodule)
+    trainer = Trainer(
+        max_epochs=cfg.trainer.max_epochs,
+        accelerator="cpu",
+        deterministic=True,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        logger=False,
+        callbacks=[clock],
+    )
+    trainer.fit(model, datamodule=datamodule)
+    return {"seconds_to_99": clock.reached, "epochs": clock.history}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--time-to-accuracy", action="store_true")
+    parser.add_argument("--output", default="logs/bench/train.json")
+    args = parser.parse_args()
+    report: dict = {"torch_threads": torch.get_num_threads(), "models": {}}
+    for name, overrides in (
+        ("seed_cnn", ["experiment=seed_baseline"]),
+        ("digit_cnn", []),
+    ):
+        cfg = compose_config([f"data.data_dir={args.data_dir}", *overrides])
+        bare = bare_loop(cfg, args.steps)
+        lightning = lightning_loop(cfg, args.steps)
+        report["models"][name] = {
+            "batch_size": cfg.data.batch_size,
+            "bare_images_per_s": round(bare),
+            "lightning_images_per_s": round(lightning),
+            "lightning_over_bare": round(lightning / bare, 3),
+        }
+        print(
+            f"{name:>10} batch {cfg.data.batch_size:>3}: bare {bare:8.0f} img/s, "
+            f"lightning {lightning:8.0f} img/s, ratio {lightning / bare:.3f}",
+            flush=True,
+        )
+    if args.time_to_accuracy:
+        result = time_to_accuracy(compose_config([f"data.data_dir={args.data_dir}"]))
+        report["time_to_99_percent_test_accuracy"] = result
+        print(
+            f"default config: 99% test accuracy after {result['seconds_to_99']:.0f} s of training; "
+            f"per epoch (epoch, train s, test acc): {result['epochs']}"
+        )
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+    print(f"wrote {args.output}")
+
+
+if __name__ == "__main__":
+    main()
