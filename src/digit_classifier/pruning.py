@@ -1,0 +1,46 @@
+"""Optuna pruning for trials launched by the ``digit_optuna`` Hydra sweeper.
+
+The sweeper adds ``optuna_trial.{study,number}`` to each trial's config; the
+``hparams_search`` presets add a ``callbacks.optuna_pruning`` entry pointing here, so
+``train.py`` needs no change: outside a search the entry is a no-op callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lightning import Callback, LightningModule, Trainer
+from optuna_integration import PyTorchLightningPruningCallback
+
+from hydra_plugins.digit_optuna_sweeper import attach_trial
+
+
+class TrialPruning(PyTorchLightningPruningCallback):
+    """Optuna's Lightning callback, except that the last epoch is reported, never pruned.
+
+    Pruning after the last epoch saves no training and would throw away a finished run
+    (its test and ``metrics.json``), so the trial completes instead and the sampler
+    learns from its value.
+    """
+
+    def on_validation_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        last_epoch = 0 < (trainer.max_epochs or 0) <= trainer.current_epoch + 1
+        if last_epoch and not trainer.sanity_checking and not self.is_ddp_backend:
+            score = trainer.callback_metrics.get(self.monitor)
+            if score is not None:
+                self._trial.report(float(score), step=trainer.current_epoch)
+            return
+        super().on_validation_end(trainer, pl_module)
+
+
+def optuna_pruning(trial: Mapping[str, Any] | None, monitor: str = "val/acc") -> Callback:
+    """The pruning callback for the sweep's trial, or a no-op callback without one.
+
+    Each validation epoch reports ``monitor`` to the trial; when the study's pruner
+    judges the trial hopeless it raises ``optuna.TrialPruned``, which ends ``fit`` and
+    reaches the sweeper as the job's error, recorded as a pruned trial.
+    """
+    if not trial:
+        return Callback()
+    return TrialPruning(attach_trial(str(trial["study"]), int(trial["number"])), monitor=monitor)

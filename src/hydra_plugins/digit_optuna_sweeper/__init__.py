@@ -1,0 +1,19 @@
+"""Our Optuna sweeper for Hydra (``hydra/sweeper=digit_optuna``), built on Optuna 4+.
+
+Hydra finds it because ``hydra_plugins`` is a namespace package on ``sys.path`` (``src/`` is
+there through the editable install).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import optuna
+
+
+def attach_trial(study_name: str, number: int) -> optuna.Trial:
+    """The running trial ``number`` of ``study_name``, for reporting from a training job."""
+    from ._study import attach_trial as attach
+
+    return attach(study_name, number)

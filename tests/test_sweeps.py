@@ -1,0 +1,314 @@
+"""Sweeps through train.py -m: a grid, Optuna searches (pruned, resumed, shared), summaries.
+
+Trials train for a few batches on the small MNIST copy (``small_mnist``), so the whole
+file takes a couple of minutes on a busy two-core machine.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+import yaml
+from conftest import ROOT, run_script
+from optuna.storages import InMemoryStorage
+from optuna.trial import TrialState
+
+from hydra_plugins.digit_optuna_sweeper._impl import OptunaSearch
+from hydra_plugins.digit_optuna_sweeper._space import parse_search_space
+from hydra_plugins.digit_optuna_sweeper._study import HOST, counted
+
+pytestmark = pytest.mark.slow
+
+SEARCH = {
+    "optimizer.lr": "tag(log, interval(1e-4, 1e-2))",
+    "data.batch_size": "choice(64, 128, 256)",
+    "model.net.width": "choice(16, 32, 48, 64)",
+    "model.net.dropout": "interval(0.0, 0.5)",
+    "data.augment.strength": "interval(0.0, 1.5)",
+}
+
+
+def tiny(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
+    """A multirun of a-few-batch trials into ``sweep_dir``."""
+    return [
+        "-m",
+        "debug=fast",
+        f"data.data_dir={data_dir}",
+        "data.val_size=200",
+        "data.download=false",
+        "logger=none",
+        "callbacks.lr_monitor=null",
+        f"hydra.sweep.dir={sweep_dir}",
+        *extra,
+    ]
+
+
+def tiny_search(data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str) -> list[str]:
+    return tiny(
+        data_dir,
+        sweep_dir,
+        "hparams_search=optuna",
+        f"hydra.sweeper.storage=sqlite:///{sweep_dir.parent / 'study.db'}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        *extra,
+    )
+
+
+def load_study(sweep_dir: Path) -> optuna.Study:
+    storage = f"sqlite:///{sweep_dir.parent / 'study.db'}"
+    return optuna.load_study(study_name="digit_cnn_tpe", storage=storage)
+
+
+def overrides(trial_dir: Path) -> list[str]:
+    return yaml.safe_load((trial_dir / ".hydra" / "overrides.yaml").read_text())
+
+
+def metrics(trial_dir: Path) -> dict:
+    return json.loads((trial_dir / "metrics.json").read_text())
+
+
+def summary_rows(sweep_dir: Path) -> list[dict[str, str]]:
+    with (sweep_dir / "summary.csv").open() as handle:
+        return list(csv.DictReader(handle))
+
+
+def trial_dirs(sweep_dir: Path) -> set[str]:
+    return {p.name for p in sweep_dir.iterdir() if (p / ".hydra").is_dir()}
+
+
+def sampled(trial_dir: Path) -> dict[str, str]:
+    pairs = (o.split("=", 1) for o in overrides(trial_dir))
+    return {key: value for key, value in pairs if key in SEARCH}
+
+
+def test_grid_sweep_runs_every_combination_in_its_own_folder(small_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "grid"
+    run_script(
+        "train.py",
+        *tiny(small_mnist, sweep, "optimizer.lr=1e-3,1e-2", "data.batch_size=32,64"),
+        "++hydra.callbacks.sweep_summary._target_=digit_classifier.sweep_summary.SweepSummary",
+    )
+    assert trial_dirs(sweep) == {"0", "1", "2", "3"}
+    combos = {(o[-2], o[-1]) for o in (overrides(sweep / n) for n in "0123")}
+    assert combos == {
+        (f"optimizer.lr={lr}", f"data.batch_size={bs}") for lr in ("0.001", "0.01") for bs in (32, 64)
+    }
+
+    rows = summary_rows(sweep)
+    accs = [float(r["best_val_acc"]) for r in rows]
+    assert len(rows) == 4 and accs == sorted(accs, reverse=True)
+    assert {r["state"] for r in rows} == {"complete"}
+    best_dir = max(("0", "1", "2", "3"), key=lambda n: metrics(sweep / n)["best_val_acc"])
+    best = json.loads((sweep / "best.json").read_text())
+    assert best["trial"] == best_dir
+    assert best["best_ckpt_path"] == metrics(sweep / best_dir)["best_ckpt_path"]
+    assert Path(best["best_ckpt_path"]).is_file()
+    assert "| rank | trial |" in (sweep / "summary.md").read_text()
+
+
+def test_optuna_search_names_folders_by_trial_and_picks_the_best(small_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "search"
+    run_script(
+        "train.py",
+        *tiny_search(small_mnist, sweep, 3, "trainer.max_epochs=2"),
+        "hydra.sweeper.pruner.n_startup_trials=1",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+    )
+    study = load_study(sweep)
+    assert [t.number for t in study.trials] == [0, 1, 2]
+    assert trial_dirs(sweep) == {"0", "1", "2"}
+    for trial in study.trials:
+        assert trial.state in (TrialState.COMPLETE, TrialState.PRUNED)
+        params = sampled(sweep / str(trial.number))
+        assert set(params) == set(SEARCH)
+        assert float(params["optimizer.lr"]) == pytest.approx(trial.params["optimizer.lr"])
+        assert 1e-4 <= trial.params["optimizer.lr"] <= 1e-2
+        assert trial.params["data.batch_size"] in (64, 128, 256)
+        if trial.state == TrialState.COMPLETE:
+            assert trial.value == pytest.approx(metrics(sweep / str(trial.number))["best_val_acc"])
+        else:
+            assert not (sweep / str(trial.number) / "metrics.json").exists()
+
+    rows = {r["trial"]: r for r in summary_rows(sweep)}
+    assert {n: r["state"] for n, r in rows.items()} == {
+        str(t.number): t.state.name.lower() for t in study.trials
+    }
+    best = json.loads((sweep / "best.json").read_text())
+    assert best["trial"] == str(study.best_trial.number)
+    assert best["best_ckpt_path"] == str(sweep.resolve() / best["trial"] / "checkpoints/best.ckpt")
+    results = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    assert results["best_trial"] == study.best_trial.number
+
+
+def test_pruner_stops_hopeless_trials_after_an_epoch(small_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "pruned"
+    run_script(
+        "train.py",
+        *tiny_search(small_mnist, sweep, 1, "trainer.max_epochs=3", "test=false"),
+        "hydra/sweeper/pruner=threshold",
+        "hydra.sweeper.pruner.lower=1.01",
+        "hydra.sweeper.pruner.n_warmup_steps=0",
+    )
+    (trial,) = load_study(sweep).trials
+    assert trial.state == TrialState.PRUNED
+    assert list(trial.intermediate_values) == [0]
+    (row,) = summary_rows(sweep)
+    assert row["state"] == "pruned" and row["epochs"] == "1"
+    assert float(row["best_val_acc"]) == pytest.approx(trial.intermediate_values[0])
+    assert not (sweep / "best.json").exists()
+
+
+def _start(overrides: list[str], log: Path) -> subprocess.Popen:
+    """Start train.py in its own process group, its output going to ``log``."""
+    with log.open("w") as output:
+        return subprocess.Popen(
+            [sys.executable, str(ROOT / "train.py"), *overrides],
+            cwd=ROOT,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+
+def _finished(worker: subprocess.Popen, log: Path) -> None:
+    code = worker.wait(timeout=400)
+    assert code == 0, f"worker exited with {code}:\n{log.read_text()[-4000:]}"
+
+
+def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, f"sweep exited with {process.returncode} before {path}"
+        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
+        time.sleep(0.2)
+
+
+def test_killed_search_resumes_without_rerunning_finished_trials(small_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "resumed"
+    command = tiny_search(small_mnist, sweep, 3)
+    first = _start(command, tmp_path / "first.log")
+    try:
+        _wait_for(sweep / "0" / "metrics.json", first)
+        _wait_for(sweep / "1" / ".hydra", first)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    assert load_study(sweep).trials[1].state == TrialState.RUNNING
+    finished_at = (sweep / "0" / "metrics.json").stat().st_mtime_ns
+
+    run_script("train.py", *command)
+    study = load_study(sweep)
+    states = [t.state for t in study.trials]
+    assert states == [
+        TrialState.COMPLETE,
+        TrialState.FAIL,
+        TrialState.COMPLETE,
+        TrialState.COMPLETE,
+    ]
+    assert study.trials[2].user_attrs["retry_of"] == 1
+    assert study.trials[2].params == study.trials[1].params
+    assert len(counted(study.trials)) == 3
+    assert (sweep / "0" / "metrics.json").stat().st_mtime_ns == finished_at
+    assert sampled(sweep / "2") == sampled(sweep / "1")
+    assert len({tuple(sorted(sampled(sweep / n).items())) for n in "023"}) == 3
+
+    rows = {r["trial"]: r for r in summary_rows(sweep)}
+    assert rows["1"]["state"] == "interrupted" and "retried as #2" in rows["1"]["note"]
+    assert rows["2"]["note"] == "retry of #1"
+    best = json.loads((sweep / "best.json").read_text())
+    assert best["trial"] == str(study.best_trial.number)
+
+
+def test_two_workers_share_one_sqlite_study(small_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "shared"
+    command = tiny_search(small_mnist, sweep, 4)
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    workers = [_start(command, log) for log in logs]
+    for worker, log in zip(workers, logs, strict=True):
+        _finished(worker, log)
+
+    study = load_study(sweep)
+    trials = counted(study.trials)
+    assert len(trials) == 4
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert trial_dirs(sweep) == {str(t.number) for t in trials}
+    params = {tuple(sorted(t.params.items())) for t in trials}
+    assert len(params) == 4, "workers proposed the same parameters twice"
+    by_worker = {t.user_attrs["worker"] for t in trials}
+    print(f"trials per worker: {[t.user_attrs['worker'] for t in trials]}")
+    assert all(w.startswith(f"{HOST}:") for w in by_worker)
+    assert len(summary_rows(sweep)) == 4
+
+
+def _search(storage: optuna.storages.BaseStorage, n_trials: int, seed: int = 7) -> OptunaSearch:
+    return OptunaSearch(
+        sampler={"_target_": "optuna.samplers.TPESampler", "seed": seed, "n_startup_trials": 3},
+        study_name="repro",
+        storage=storage,
+        n_trials=n_trials,
+        params=SEARCH,
+    )
+
+
+def _objective(params: dict) -> float:
+    return -abs(params["optimizer.lr"] - 3e-3) * 100 + params["model.net.width"] / 64
+
+
+def _propose(search: OptunaSearch, stop_after: int | None = None) -> list[dict]:
+    """Run a fake search; with ``stop_after``, leave the next trial running and dead."""
+    study, storage = search.open_study()
+    space = parse_search_space(search.params, [])
+    while trials := search._ask(study, storage, space):
+        (trial,) = trials
+        if stop_after is not None and len(counted(study.trials)) > stop_after:
+            dead = subprocess.run(
+                [sys.executable, "-c", "import os; print(os.getpid())"],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            trial.set_user_attr("worker", f"{HOST}:{dead.stdout.strip()}")
+            break
+        study.tell(trial, _objective(trial.params))
+    return [t.params for t in counted(study.trials) if t.state == TrialState.COMPLETE]
+
+
+def test_same_seed_proposes_the_same_trials_even_when_resumed() -> None:
+    first = _propose(_search(InMemoryStorage(), 8))
+    assert first == _propose(_search(InMemoryStorage(), 8))
+    assert first != _propose(_search(InMemoryStorage(), 8, seed=8))
+
+    storage = InMemoryStorage()
+    _propose(_search(storage, 8), stop_after=4)
+    resumed = _propose(_search(storage, 8))
+    assert resumed == first
+
+
+def test_search_space_follows_hydra_override_grammar() -> None:
+    space = parse_search_space(
+        {"a": "tag(log, interval(1e-4, 1e-2))", "b": "choice(64, 128)", "c": "range(1, 10, 3)"},
+        ["d=int(interval(0, 4))", "b=choice(8, 16)", "data.data_dir=/x", "+extra=1"],
+    )
+    a, b, c, d = (space.distributions[k] for k in "abcd")
+    assert (a.low, a.high, a.log) == (1e-4, 1e-2, True)
+    assert b.choices == (8, 16)
+    assert (c.low, c.high, c.step) == (1, 7, 3)
+    assert isinstance(d, optuna.distributions.IntDistribution) and (d.low, d.high) == (0, 4)
+    assert space.fixed == ["data.data_dir=/x", "+extra=1"]
+    assert space.overrides({"a": 1e-3, "b": 8, "c": 4, "d": 2}) == [
+        "data.data_dir=/x",
+        "+extra=1",
+        "a=0.001",
+        "c=4",
+        "d=2",
+        "b=8",
+    ]
