@@ -9,11 +9,11 @@ SAMPLE ?= examples/seven.png
 PORT ?= 8080
 UI_PORT ?= 8000
 
-.PHONY: help venv demo train archive serve stop ui test test-fast lint clean
+.PHONY: help venv demo train archive serve stop eval-serving bench-serving ui test test-fast lint clean
 
 help:
 	@grep -E '^# make' Makefile | sed 's/^# //'
-	@echo "targets: venv demo train archive serve stop ui test test-fast lint clean"
+	@echo "targets: venv demo train archive serve stop eval-serving bench-serving ui test test-fast lint clean"
 
 venv: $(VENV)/.installed
 
@@ -40,6 +40,12 @@ serve: venv
 
 stop: venv
 	$(PY) scripts/serve.py stop
+
+eval-serving: venv
+	$(PY) scripts/eval_serving.py --data-dir $(DATA_DIR) --check
+
+bench-serving: venv
+	$(PY) scripts/bench_serving.py
 
 ui: venv
 	$(PY) -m digit_classifier.webapp --port $(UI_PORT) --torchserve-url http://127.0.0.1:$(PORT)

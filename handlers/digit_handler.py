@@ -1,0 +1,111 @@
+"""TorchServe handler: PNG in, ``{"prediction", "percentages"}`` JSON out.
+
+Each request of a batch is answered on its own: an image that cannot be decoded gets
+its own HTTP status and ``{"error", "status"}`` body while the rest of the batch is
+classified, so bad input never turns into TorchServe's 503 "Prediction failed".
+
+TorchServe puts the unpacked ``.mar`` folder on ``sys.path``, which is how the
+``digit_classifier`` package shipped next to this file is found. TorchServe also
+requires this module to define exactly one class, so the batch dataclass lives in
+``digit_classifier.inference``.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import torch
+from ts.handler_utils.timer import timed
+from ts.torch_handler.base_handler import BaseHandler
+
+import digit_classifier
+from digit_classifier.inference import (
+    PreparedBatch,
+    batch_responses,
+    limits_from_config,
+    load_network,
+    predict_probabilities,
+    prepare_batch,
+    status_phrase,
+)
+from digit_classifier.preprocessing import ImageLimits
+
+logger = logging.getLogger(__name__)
+
+PAYLOAD_FIELDS = ("file", "data", "body")
+"""Where a request's image may be: multipart field ``file`` or ``data``, else the raw body."""
+
+JSON = "application/json"
+
+
+class DigitHandler(BaseHandler):
+    """Classifies PNG digits with the exported network in the model folder."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.limits = ImageLimits()
+
+    def initialize(self, context: Any) -> None:
+        self.context = context
+        self.manifest = context.manifest
+        self.model_yaml_config = context.model_yaml_config or {}
+        settings = self.model_yaml_config.get("handler") or {}
+        threads = settings.get("torch_num_threads")
+        if threads:
+            torch.set_num_threads(int(threads))
+        self.limits = limits_from_config(settings)
+
+        properties = context.system_properties
+        gpu_id = properties.get("gpu_id")
+        if torch.cuda.is_available() and gpu_id is not None:
+            self.device = torch.device(f"cuda:{gpu_id}")
+        else:
+            self.device = torch.device("cpu")
+        model_dir = Path(properties.get("model_dir"))
+        self.model = load_network(model_dir, self.device)
+        self.initialized = True
+        logger.info(
+            "Loaded %s on %s with %d torch threads, %s; digit_classifier from %s",
+            model_dir,
+            self.device,
+            torch.get_num_threads(),
+            self.limits,
+            Path(digit_classifier.__file__).parent,
+        )
+
+    def _is_describe(self) -> bool:
+        """No describe mode: a ``describe: True`` header would answer ``null`` for a batch."""
+        return False
+
+    def _is_explain(self) -> bool:
+        """No explanations: an ``explain: True`` header would fail the whole batch."""
+        return False
+
+    @staticmethod
+    def payload(request: dict[str, Any]) -> object:
+        """The image of one request: the first of ``file``, ``data``, ``body`` present."""
+        for name in PAYLOAD_FIELDS:
+            if name in request:
+                return request[name]
+        return None
+
+    @timed
+    def preprocess(self, data: list[dict[str, Any]]) -> PreparedBatch:
+        return prepare_batch([self.payload(request) for request in data], self.limits)
+
+    @timed
+    def inference(self, data: PreparedBatch, *args: Any, **kwargs: Any) -> PreparedBatch:
+        data.probabilities = predict_probabilities(self.model, data.images)
+        return data
+
+    @timed
+    def postprocess(self, data: PreparedBatch) -> list[dict[str, Any]]:
+        for position in range(data.size):
+            error = data.errors.get(position)
+            status = error.status if error else int(HTTPStatus.OK)
+            self.context.set_response_status(status, status_phrase(status), idx=position)
+            self.context.set_response_content_type(position, JSON)
+        return batch_responses(data)

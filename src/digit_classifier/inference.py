@@ -1,0 +1,148 @@
+"""From request bytes to response dicts, shared by the TorchServe handler and ``predict``.
+
+An exported model is a folder (or the inside of a ``.mar``) holding ``network.json``
+(the network's name and keyword arguments) and ``weights.pt`` (a plain state dict), so
+it loads with ``torch.load(weights_only=True)`` and no training code. Like
+``networks`` and ``preprocessing``, this module is shipped inside the ``.mar``: it must
+import nothing from Lightning or Hydra.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from digit_classifier.networks import build_network
+from digit_classifier.preprocessing import (
+    ImageInputError,
+    ImageLimits,
+    NoFileError,
+    UnreadableImageError,
+    UnsupportedTypeError,
+    png_to_tensor,
+)
+
+WEIGHTS_FILE = "weights.pt"
+NETWORK_FILE = "network.json"
+METADATA_FILE = "metadata.json"
+MODEL_CONFIG_FILE = "model-config.yaml"
+
+logger = logging.getLogger(__name__)
+
+
+def network_from_state(spec: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
+    """Build the network ``spec`` describes, load ``state_dict`` strictly, set eval mode."""
+    network = build_network(**spec)
+    network.load_state_dict(state_dict, strict=True)
+    return network.eval()
+
+
+def load_network(model_dir: str | Path, device: torch.device | str = "cpu") -> nn.Module:
+    """Load an exported network (``network.json`` + ``weights.pt``) from ``model_dir``."""
+    model_dir = Path(model_dir)
+    spec = json.loads((model_dir / NETWORK_FILE).read_text())
+    state_dict = torch.load(model_dir / WEIGHTS_FILE, map_location=device, weights_only=True)
+    return network_from_state(spec, state_dict).to(device)
+
+
+def limits_from_config(handler_config: Mapping[str, Any] | None) -> ImageLimits:
+    """Read ``max_image_bytes`` and ``max_image_pixels`` from a model-config handler section."""
+    config = handler_config or {}
+    defaults = ImageLimits()
+    return ImageLimits(
+        max_bytes=int(config.get("max_image_bytes", defaults.max_bytes)),
+        max_pixels=int(config.get("max_image_pixels", defaults.max_pixels)),
+    )
+
+
+@dataclass
+class PreparedBatch:
+    """The decodable images of a batch and, by request position, what was wrong with the rest.
+
+    ``images[k]`` belongs to request ``positions[k]``; ``probabilities`` is filled by
+    inference, one row per image.
+    """
+
+    size: int
+    images: torch.Tensor
+    positions: list[int] = field(default_factory=list)
+    errors: dict[int, ImageInputError] = field(default_factory=dict)
+    probabilities: torch.Tensor | None = None
+
+
+def payload_to_tensor(payload: object, limits: ImageLimits) -> torch.Tensor:
+    """Turn one request payload into a ``1x28x28`` tensor or raise an ``ImageInputError``.
+
+    Only raw bytes can be a PNG: TorchServe hands over ``str`` for ``text/*`` bodies and
+    parsed JSON for ``application/json``, which are refused as unsupported types.
+    """
+    if payload is None:
+        raise NoFileError("No file provided.")
+    if isinstance(payload, memoryview):
+        payload = payload.tobytes()
+    if not isinstance(payload, (bytes, bytearray)):
+        raise UnsupportedTypeError("Filetype not supported.")
+    return png_to_tensor(bytes(payload), limits)
+
+
+def prepare_batch(payloads: Sequence[object], limits: ImageLimits) -> PreparedBatch:
+    """Decode every payload; a bad one is recorded by position and never fails the others."""
+    images: list[torch.Tensor] = []
+    positions: list[int] = []
+    errors: dict[int, ImageInputError] = {}
+    for position, payload in enumerate(payloads):
+        try:
+            images.append(payload_to_tensor(payload, limits))
+        except ImageInputError as error:
+            errors[position] = error
+        except Exception:
+            logger.exception("Unexpected failure decoding request %d", position)
+            errors[position] = UnreadableImageError("Problem reading file.")
+        else:
+            positions.append(position)
+    stacked = torch.stack(images) if images else torch.empty(0, 1, 28, 28)
+    return PreparedBatch(len(payloads), stacked, positions, errors)
+
+
+def predict_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """Class probabilities (``Nx10``, on the CPU) for a batch of normalised images."""
+    if len(images) == 0:
+        return torch.empty(0, 10)
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        logits = model(images.to(device))
+    return torch.softmax(logits.float(), dim=1).cpu()
+
+
+def prediction_response(probabilities: torch.Tensor) -> dict[str, Any]:
+    """The success body: the most likely digit and all ten probabilities."""
+    values = probabilities.tolist()
+    return {"prediction": int(probabilities.argmax()), "percentages": values}
+
+
+def error_response(error: ImageInputError) -> dict[str, Any]:
+    """The error body; ``status`` repeats the HTTP status for clients that only see JSON."""
+    return {"error": error.message, "status": error.status}
+
+
+def status_phrase(status: int) -> str:
+    return HTTPStatus(status).phrase
+
+
+def batch_responses(batch: PreparedBatch) -> list[dict[str, Any]]:
+    """One response per request, in request order."""
+    responses: list[dict[str, Any]] = [{} for _ in range(batch.size)]
+    for position, error in batch.errors.items():
+        responses[position] = error_response(error)
+    if batch.probabilities is not None:
+        for row, position in zip(batch.probabilities, batch.positions, strict=True):
+            responses[position] = prediction_response(row)
+    return responses
