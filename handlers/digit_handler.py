@@ -25,6 +25,7 @@ import digit_classifier
 from digit_classifier.inference import (
     PreparedBatch,
     batch_responses,
+    for_inference,
     limits_from_config,
     load_network,
     predict_probabilities,
@@ -65,7 +66,7 @@ class DigitHandler(BaseHandler):
         else:
             self.device = torch.device("cpu")
         model_dir = Path(properties.get("model_dir"))
-        self.model = load_network(model_dir, self.device)
+        self.model = for_inference(load_network(model_dir, self.device))
         self.initialized = True
         logger.info(
             "Loaded %s on %s with %d torch threads, %s; digit_classifier from %s",

@@ -50,15 +50,28 @@ def stage_extra_files(stage: Path) -> Path:
 
 
 def build_archive(
-    checkpoint: Path, model_store: Path, name: str, model_config: Path, version: str = "1.0"
+    checkpoint: Path,
+    model_store: Path,
+    name: str,
+    model_config: Path,
+    version: str = "1.0",
+    handler: Path = HANDLER,
 ) -> Path:
-    """Export ``checkpoint`` and run torch-model-archiver; returns the ``.mar`` path."""
+    """Export ``checkpoint`` and run torch-model-archiver; returns the ``.mar`` path.
+
+    Another ``handler`` (the benchmark handlers in ``handlers/bench``) is packed with the
+    production handler beside it, so that it can subclass ``DigitHandler``.
+    """
     if not model_config.is_file():
         raise ExportError(f"Model config not found: {model_config}")
+    if not handler.is_file():
+        raise ExportError(f"Handler not found: {handler}")
     model_store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="digit-archive-") as tmp:
         stage = Path(tmp)
         extra = stage_extra_files(stage)
+        if handler.resolve() != HANDLER.resolve():
+            shutil.copy2(HANDLER, extra / HANDLER.name)
         exported = export_checkpoint(checkpoint, stage / "export")
         shutil.copy2(exported.network, extra / NETWORK_FILE)
         metadata = {"model_name": name, "model_version": version, **exported.info}
@@ -72,7 +85,7 @@ def build_archive(
             "--version",
             version,
             "--handler",
-            str(HANDLER),
+            str(handler),
             "--serialized-file",
             str(exported.weights),
             "--extra-files",
@@ -93,15 +106,16 @@ def build_archive(
         if result.returncode != 0:
             raise RuntimeError(f"torch-model-archiver failed:\n{result.stdout}{result.stderr}")
     mar = model_store / f"{name}.mar"
-    check_archive(mar)
+    check_archive(mar, handler)
     return mar
 
 
-def check_archive(mar: Path) -> None:
+def check_archive(mar: Path, handler: Path = HANDLER) -> None:
     """Fail loudly if the archive lacks something the handler needs."""
     expected = {
         "MAR-INF/MANIFEST.json",
         HANDLER.name,
+        handler.name,
         WEIGHTS_FILE,
         NETWORK_FILE,
         METADATA_FILE,
@@ -124,12 +138,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", default="1.0")
     parser.add_argument("--model-config", type=Path, default=DEFAULT_MODEL_CONFIG)
     parser.add_argument(
+        "--handler", type=Path, default=HANDLER, help="handler file (benchmarks: handlers/bench/*.py)"
+    )
+    parser.add_argument(
         "--logs-dir", type=Path, default=DEFAULT_LOGS_DIR, help="where to look with no target"
     )
     args = parser.parse_args(argv)
     try:
         checkpoint = find_checkpoint(args.target, args.logs_dir)
-        mar = build_archive(checkpoint, args.model_store, args.name, args.model_config, args.version)
+        mar = build_archive(
+            checkpoint, args.model_store, args.name, args.model_config, args.version, args.handler
+        )
     except ExportError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

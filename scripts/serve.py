@@ -6,11 +6,13 @@
 
 ``start`` runs ``torchserve --start`` in the background and returns once ``/ping`` is
 healthy and every model named in ``load_models`` (or ``--models``) has ``minWorkers``
-READY workers. Logs go to ``logs/torchserve`` (LOG_LOCATION / METRICS_LOCATION), the console output to
-``logs/torchserve/console.log``. TorchServe keeps its pid file in the temp directory, so
-at most one server runs per TMPDIR and ``stop`` stops the one started with the same
-TMPDIR. With token authorization enabled, TorchServe writes ``key_file.json`` into the
-directory it was started from; ``status`` and the readiness check read it from there.
+READY workers. Logs go to ``logs/torchserve`` (LOG_LOCATION / METRICS_LOCATION), the
+console output to ``logs/torchserve/console.log``; the frontend logs as
+``configs/torchserve/log4j2.xml`` says (``--log-config torchserve``: TorchServe's default,
+which writes every request several times). TorchServe keeps its pid file in the temp
+directory, so at most one server runs per TMPDIR and ``stop`` stops the one started with
+the same TMPDIR. With token authorization enabled, TorchServe writes ``key_file.json``
+into the directory it was started from; ``status`` and the readiness check read it from there.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 from ts.model_server import load_properties
 
 DEFAULT_CONFIG = Path("configs/torchserve/config.properties")
+DEFAULT_LOG_CONFIG = Path(__file__).resolve().parents[1] / "configs" / "torchserve" / "log4j2.xml"
 DEFAULT_LOGS = Path("logs/torchserve")
 KEY_FILE = Path("key_file.json")
 PID_FILE = Path(tempfile.gettempdir()) / ".model_server.pid"
@@ -117,9 +120,18 @@ def tail(path: Path, lines: int = 20) -> str:
         return ""
 
 
-def start(config: Path, model_store: Path | None, models: list[str], timeout: float, logs: Path) -> str:
+def start(
+    config: Path,
+    model_store: Path | None,
+    models: list[str],
+    timeout: float,
+    logs: Path,
+    log_config: Path | None = DEFAULT_LOG_CONFIG,
+) -> str:
     if not config.is_file():
         raise SetupError(f"TorchServe config not found: {config}")
+    if log_config is not None and not log_config.is_file():
+        raise SetupError(f"log4j2 config not found: {log_config}")
     properties = load_properties(str(config))
     store = model_store or Path(properties.get("model_store", "model_store"))
     wanted = models or [properties.get("load_models", "")]
@@ -146,6 +158,8 @@ def start(config: Path, model_store: Path | None, models: list[str], timeout: fl
     ]
     if models:
         command += ["--models", *models]
+    if log_config is not None:
+        command += ["--log-config", str(log_config)]
     console = logs / "console.log"
     with console.open("ab") as out:
         result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -192,10 +206,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="*", default=[], help="e.g. digit=digit.mar (default: load_models)")
     parser.add_argument("--timeout", type=float, default=120, help="seconds to wait for readiness")
     parser.add_argument("--logs", type=Path, default=DEFAULT_LOGS, help="LOG_LOCATION for TorchServe")
+    parser.add_argument(
+        "--log-config",
+        default=str(DEFAULT_LOG_CONFIG),
+        help="log4j2.xml for the frontend (default: the project's; 'torchserve': TorchServe's own)",
+    )
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
-            print(start(args.config, args.model_store, args.models, args.timeout, args.logs))
+            log_config = None if args.log_config == "torchserve" else Path(args.log_config)
+            print(start(args.config, args.model_store, args.models, args.timeout, args.logs, log_config))
         elif args.action == "stop":
             print(stop())
         else:

@@ -104,6 +104,18 @@ def archive(target: Path, model_store: Path, *extra: str) -> Path:
     return model_store / "digit.mar"
 
 
+def offline_predictions(mar: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
+    """What ``digit_classifier.predict`` answers for each file, without TorchServe."""
+    result = subprocess.run(
+        [sys.executable, "-m", "digit_classifier.predict", "--model", str(mar), *map(str, files)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert result.returncode == 0, result.stderr
+    return {line["file"]: line for line in map(json.loads, result.stdout.splitlines())}
+
+
 def unpack(mar: Path, model_dir: Path) -> Path:
     with zipfile.ZipFile(mar) as archive_file:
         archive_file.extractall(model_dir)

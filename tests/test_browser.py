@@ -27,8 +27,13 @@ from playwright.sync_api import Browser, ConsoleMessage, FilePayload, Page, Requ
 pytestmark = pytest.mark.slow
 
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-quic",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-quic",
 ]
 ARTIFACTS = ROOT / "test-artifacts"
 Stroke = list[tuple[float, float]]
@@ -93,9 +98,12 @@ class Tab:
     def answer(self) -> tuple[int, list[float]]:
         assert self.settled() == "ready", self.text("#message")
         digit = int(self.text("#prediction"))
-        bars = [float(value) for value in self.page.eval_on_selector_all(
-            "#chart .bar", "bars => bars.map(bar => bar.dataset.probability)"
-        )]
+        bars = [
+            float(value)
+            for value in self.page.eval_on_selector_all(
+                "#chart .bar", "bars => bars.map(bar => bar.dataset.probability)"
+            )
+        ]
         assert len(bars) == 10 and sum(bars) == pytest.approx(1.0, abs=1e-4)
         assert max(range(10), key=bars.__getitem__) == digit
         top = self.page.eval_on_selector_all("#chart .bar.top", "bars => bars.map(bar => bar.dataset.digit)")

@@ -28,6 +28,7 @@ from serving_support import (
     ROOT,
     Server,
     archive,
+    offline_predictions,
     oversize_png,
     png_variant,
     start_server,
@@ -77,17 +78,6 @@ def assert_prediction(response: requests.Response) -> dict[str, Any]:
     assert body["prediction"] in range(10) and len(body["percentages"]) == 10
     assert sum(body["percentages"]) == pytest.approx(1.0, abs=1e-5)
     return body
-
-
-def offline_predictions(mar: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
-    result = subprocess.run(
-        [sys.executable, "-m", "digit_classifier.predict", "--model", str(mar), *map(str, files)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert result.returncode == 0, result.stderr
-    return {line["file"]: line for line in map(json.loads, result.stdout.splitlines())}
 
 
 def test_model_is_ready_with_batching(server: Server) -> None:

@@ -36,6 +36,7 @@ from digit_classifier.inference import (
     WEIGHTS_FILE,
     PreparedBatch,
     batch_responses,
+    for_inference,
     limits_from_config,
     load_network,
     network_from_state,
@@ -59,7 +60,7 @@ def _handler_settings(model_dir: Path) -> dict[str, Any]:
 
 
 def _from_directory(model_dir: Path) -> tuple[nn.Module, ImageLimits]:
-    return load_network(model_dir), limits_from_config(_handler_settings(model_dir))
+    return for_inference(load_network(model_dir)), limits_from_config(_handler_settings(model_dir))
 
 
 def _from_archive(mar: Path) -> tuple[nn.Module, ImageLimits]:
@@ -74,7 +75,8 @@ def _from_archive(mar: Path) -> tuple[nn.Module, ImageLimits]:
 def _from_checkpoint(target: Path) -> tuple[nn.Module, ImageLimits]:
     try:
         checkpoint = load_checkpoint(find_checkpoint(target))
-        return network_from_state(network_spec(checkpoint), network_state_dict(checkpoint)), ImageLimits()
+        network = network_from_state(network_spec(checkpoint), network_state_dict(checkpoint))
+        return for_inference(network), ImageLimits()
     except ExportError as error:
         raise ModelLoadError(str(error)) from None
 

@@ -304,7 +304,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--host", default=env.get("DIGIT_UI_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env.get("DIGIT_UI_PORT", DEFAULT_PORT)))
     parser.add_argument(
-        "--torchserve-url", default=env.get("DIGIT_TORCHSERVE_URL", DEFAULT_TORCHSERVE_URL),
+        "--torchserve-url",
+        default=env.get("DIGIT_TORCHSERVE_URL", DEFAULT_TORCHSERVE_URL),
         help="TorchServe's inference address",
     )
     parser.add_argument("--model", default=env.get("DIGIT_MODEL", "digit"), help="model name in TorchServe")
@@ -320,8 +321,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     settings = Settings(
-        web_dir=args.web_dir, torchserve_url=args.torchserve_url, model=args.model,
-        max_body_bytes=args.max_body_bytes, timeout=args.timeout, token=args.token,
+        web_dir=args.web_dir,
+        torchserve_url=args.torchserve_url,
+        model=args.model,
+        max_body_bytes=args.max_body_bytes,
+        timeout=args.timeout,
+        token=args.token,
     )
     try:
         server = make_server(settings, args.host, args.port, args.quiet)
