@@ -36,6 +36,8 @@ def test_run_folder_holds_config_logs_checkpoints_and_metrics(baseline_run: Path
     assert metrics["epochs"] == 2
     assert 0 <= metrics["best_val_acc"] <= 1 and 0 <= metrics["test_acc"] <= 1
     assert Path(metrics["best_ckpt_path"]) == (baseline_run / "checkpoints" / "best.ckpt").resolve()
+    assert Path(metrics["last_ckpt_path"]) == (baseline_run / "checkpoints" / "last.ckpt").resolve()
+    assert torch.load(metrics["last_ckpt_path"], weights_only=True)["epoch"] == 1
 
 
 def test_tensorboard_shows_curves_pictures_and_hparams(baseline_run: Path) -> None:

@@ -75,7 +75,7 @@ def train(cfg: DictConfig) -> dict[str, float | None]:
 
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or None
-    last_path = getattr(checkpoint, "last_model_path", "") or None
+    last_path = _latest_checkpoint(trainer)
     best_score = _as_float(getattr(checkpoint, "best_model_score", None))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=False)
@@ -98,6 +98,14 @@ def train(cfg: DictConfig) -> dict[str, float | None]:
         output.write_text(json.dumps(summary, indent=2) + "\n")
         log.info("Wrote %s: val acc %s, test acc %s", output, summary["best_val_acc"], summary["test_acc"])
     return metrics | {"best_val_acc": summary["best_val_acc"]}
+
+
+def _latest_checkpoint(trainer: Trainer) -> str | None:
+    """The path kept by the checkpoint callback that saves every epoch (``monitor: null``)."""
+    for callback in trainer.checkpoint_callbacks:
+        if callback.monitor is None and callback.best_model_path:
+            return callback.best_model_path
+    return None
 
 
 def _resolved(path: str | None) -> str | None:
