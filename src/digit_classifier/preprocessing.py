@@ -3,9 +3,9 @@
 MNIST digits are white ink on black, cropped to the ink, scaled into a 20x20 box keeping
 the aspect ratio, and centred by centre of mass in a 28x28 field. The training images
 already look like that, so training only calls :func:`normalize`. Images people send do
-not: :func:`png_to_tensor` turns any PNG (grey, RGB, RGBA or palette, 8 or 16 bit, dark
+not: :func:`png_to_field` turns any PNG (grey, RGB, RGBA or palette, 8 or 16 bit, dark
 ink on light or light on dark, ink in the alpha channel of a transparent canvas) into
-the same form before normalising it the same way.
+the same form, which serving then normalises the same way, a batch at a time.
 
 This module imports no training code, so the TorchServe handler ships it in the ``.mar``.
 """
@@ -81,14 +81,17 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return TF.normalize(images, mean=[MNIST_MEAN], std=[MNIST_STD])
 
 
-def png_to_tensor(data: bytes, limits: ImageLimits = ImageLimits()) -> torch.Tensor:
-    """Decode PNG bytes into a normalised ``1x28x28`` MNIST-style tensor.
+def png_to_field(data: bytes, limits: ImageLimits = ImageLimits()) -> np.ndarray:
+    """Decode PNG bytes into a ``28x28`` MNIST-style ink field in ``[0, 1]``, not yet normalised.
+
+    Serving stacks these and normalises a whole batch at once. The per-image work is
+    numpy and Pillow on small arrays, whose calls cost about a microsecond each; the same
+    steps as torch ops cost several times more on images this small.
 
     Raises:
         ImageInputError: a subclass whose ``status`` says what was wrong.
     """
-    image = read_png(data, limits)
-    return normalize(center_like_mnist(ink_map(image)))
+    return center_like_mnist(ink_map(read_png(data, limits)))
 
 
 def read_png(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
@@ -119,8 +122,8 @@ def read_png(data: bytes, limits: ImageLimits = ImageLimits()) -> Image.Image:
     return image
 
 
-def ink_map(image: Image.Image) -> torch.Tensor:
-    """Return the digit as white ink on black, ``HxW`` floats in ``[0, 1]``.
+def ink_map(image: Image.Image) -> np.ndarray:
+    """Return the digit as white ink on black, ``HxW`` float32 in ``[0, 1]``.
 
     Transparent pixels are first laid on a background that contrasts with the paint,
     so a canvas export whose ink lives only in the alpha channel keeps its ink. The
@@ -133,38 +136,43 @@ def ink_map(image: Image.Image) -> torch.Tensor:
         paint = float((gray * alpha).sum() / alpha.sum())
         backdrop = 0.0 if paint >= 0.5 else 1.0
         gray = gray * alpha + backdrop * (1 - alpha)
-    background = float(np.median(_border(gray)))
+    background = _median(_border(gray))
     ink = 1 - gray if background > 0.5 else gray
     floor = min(background, 1 - background)
     contrast = float(ink.max()) - floor
     if contrast < MIN_CONTRAST:
         raise BlankImageError("No digit found: the image is blank.")
-    return torch.from_numpy(np.clip((ink - floor) / contrast, 0, 1))
+    return np.clip((ink - np.float32(floor)) / np.float32(contrast), 0, 1, dtype=np.float32)
 
 
-def center_like_mnist(ink: torch.Tensor) -> torch.Tensor:
-    """Crop to the ink, fit it in a 20x20 box, centre its mass in 28x28 (``1x28x28``)."""
+def center_like_mnist(ink: np.ndarray) -> np.ndarray:
+    """Crop to the ink, fit it in a 20x20 box, centre its mass in a ``28x28`` field.
+
+    Pillow's bilinear resize of a float image is antialiased when it shrinks, as MNIST's
+    own downscaling was (it matches torchvision's ``antialias=True`` to ~1e-7).
+    """
     mask = ink > INK_THRESHOLD
-    if not mask.any():
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if rows.size == 0:
         raise BlankImageError("No digit found: the image is blank.")
-    rows = mask.any(dim=1).nonzero().squeeze(1)
-    cols = mask.any(dim=0).nonzero().squeeze(1)
-    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
+    crop = np.ascontiguousarray(ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1])
     height, width = crop.shape
     scale = DIGIT_BOX / max(height, width)
-    size = [max(1, round(height * scale)), max(1, round(width * scale))]
-    digit = TF.resize(crop[None], size, antialias=True).clamp(0, 1)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    resized = Image.fromarray(crop).resize(size[::-1], Image.Resampling.BILINEAR)
+    digit = np.clip(np.asarray(resized), 0, 1)
     digit = digit / digit.max()
-    top = _offset(digit.sum(dim=(0, 2)), size[0])
-    left = _offset(digit.sum(dim=(0, 1)), size[1])
-    canvas = torch.zeros(1, IMAGE_SIZE, IMAGE_SIZE, dtype=torch.float32)
-    canvas[:, top : top + size[0], left : left + size[1]] = digit
-    return canvas
+    top = _offset(digit.sum(axis=1), size[0])
+    left = _offset(digit.sum(axis=0), size[1])
+    field = np.zeros((IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    field[top : top + size[0], left : left + size[1]] = digit
+    return field
 
 
-def _offset(profile: torch.Tensor, length: int) -> int:
+def _offset(profile: np.ndarray, length: int) -> int:
     """Where a patch must start so that the mass of ``profile`` lands on MNIST's centre."""
-    center = float((profile * torch.arange(length)).sum() / profile.sum())
+    center = float(profile @ np.arange(length, dtype=profile.dtype) / profile.sum())
     return min(max(round(CENTER_OF_MASS - center), 0), IMAGE_SIZE - length)
 
 
@@ -173,7 +181,7 @@ def _standard_mode(image: Image.Image) -> Image.Image:
     if image.mode.startswith("I"):
         values = np.asarray(image).astype(np.float32)
         full_scale = 255.0 if image.mode == "I" and values.max() <= 255 else 65535.0
-        return Image.fromarray(np.clip(values / full_scale, 0, 1), mode="F")
+        return Image.fromarray(np.clip(values / full_scale, 0, 1))
     if image.mode in ("L", "LA", "RGB", "RGBA"):
         return image
     return image.convert("RGBA")
@@ -187,7 +195,7 @@ def _reduce(image: Image.Image) -> Image.Image:
 def _gray_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
     if image.mode == "F":
         return np.asarray(image, dtype=np.float32), None
-    values = np.asarray(image, dtype=np.float32) / 255.0
+    values = np.asarray(image, dtype=np.float32) / np.float32(255)
     if image.mode == "L":
         return values, None
     if image.mode == "LA":
@@ -198,3 +206,10 @@ def _gray_and_alpha(image: Image.Image) -> tuple[np.ndarray, np.ndarray | None]:
 
 def _border(values: np.ndarray) -> np.ndarray:
     return np.concatenate([values[0], values[-1], values[1:-1, 0], values[1:-1, -1]])
+
+
+def _median(values: np.ndarray) -> float:
+    """``np.median`` for a 1-D array, without its generality (a tenth of its time here)."""
+    ordered = np.sort(values)
+    middle = len(ordered) // 2
+    return float(ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2)
