@@ -22,12 +22,15 @@ fraction of the no-op one's, and the cold start (from ``python scripts/serve.py 
 ``workers``, ``threads``, ``batch``, ``delay``; config.properties ``netty`` =
 number_of_netty_threads, ``client`` = netty_client_threads, 0 meaning TorchServe's default,
 ``async`` = async_logging 0/1; ``tslog=1`` = TorchServe's own log4j2.xml instead of the project's)
-at ``--tune-concurrency`` (8) and writes a markdown table (logs/bench/serving_tuning.md)
-and JSON (logs/bench/serving_tuning.json).
+at ``--tune-concurrency`` (8), ``--rounds`` times each (medians reported), and writes a
+markdown table (logs/bench/serving_tuning.md) and JSON (logs/bench/serving_tuning.json).
 
 The load generator is one asyncio/aiohttp process: a closed loop of ``concurrency``
 clients on keep-alive connections, each sending its next request when the previous
-answer has arrived, for ``--seconds`` after ``--warmup`` seconds. The multipart bodies
+answer has arrived, for ``--seconds`` after ``--warmup`` seconds. Each new server first
+gets ``--server-warmup`` seconds of load: for about its first 15 s under load the frontend's
+JVM compiles its hot paths, burning up to a core, which would otherwise be charged to the
+first handler and level measured. The multipart bodies
 are encoded once up front, so a request costs the client little; its CPU time is
 reported next to the server's, because on a small machine both share the cores.
 """
@@ -40,6 +43,8 @@ import contextlib
 import json
 import os
 import platform
+import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -77,18 +82,14 @@ PROPERTY_KEYS = {
     "async": "async_logging",
 }
 DEFAULT_TUNING = [
-    "workers=1,batch=1,delay=0",
-    "workers=2,batch=1,delay=0",
-    "workers=2,batch=4,delay=0",
+    "workers=1,batch=1,delay=1",
+    "workers=2,batch=1,delay=1",
+    "workers=1,batch=8,delay=1",
     "workers=2,batch=4,delay=1",
     "workers=2,batch=8,delay=1",
     "workers=2,batch=8,delay=5",
-    "workers=1,batch=8,delay=1",
-    "workers=1,batch=8,delay=5",
-    "workers=2,batch=8,delay=1,netty=1,client=1",
-    "workers=2,batch=8,delay=1,netty=0,client=0",
-    "workers=2,batch=8,delay=1,async=1",
-    "workers=2,batch=8,delay=1,tslog=1",
+    "workers=3,batch=4,delay=1",
+    "workers=2,batch=4,delay=1,async=1",
 ]
 
 
@@ -221,8 +222,7 @@ async def drive(
 
 
 def free_ports(count: int) -> list[int]:
-    import socket
-
+    """``count`` distinct loopback ports that were free a moment ago."""
     sockets = [socket.socket() for _ in range(count)]
     try:
         for sock in sockets:
@@ -369,6 +369,8 @@ def first_answer(url: str, body: bytes, since: float, timeout: float = 60) -> fl
 def load_levels(
     running: Running, bodies: list[bytes], levels: list[int], args: argparse.Namespace
 ) -> list[dict[str, Any]]:
+    """Warm the server up at the highest level, then measure each level in turn."""
+    asyncio.run(drive(running.url, bodies, max(levels), args.server_warmup, 0, args.timeout, running.pid))
     rows = []
     for concurrency in levels:
         result = asyncio.run(
@@ -493,27 +495,48 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def tune(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, Any]:
+    """Serve each setting ``--rounds`` times, round-robin, each on a fresh server; report medians.
+
+    On two cores the same setting varies by up to a third between servers (how the workers'
+    batches happen to interleave with the frontend and the client), so one run per setting
+    cannot rank settings that are within that spread.
+    """
+    runs: dict[str, list[dict[str, Any]]] = {text: [] for text in args.settings}
+    for _ in range(args.rounds):
+        for text in args.settings:
+            setting = parse_setting(text)
+            with torchserve(args.target, HANDLERS[args.tune_handler], setting, bodies[0]) as running:
+                (row,) = load_levels(running, bodies, [args.tune_concurrency], args)
+            runs[text].append(row)
+            print(line(text, row), flush=True)
     rows = []
-    for text in args.settings:
-        setting = parse_setting(text)
-        with torchserve(args.target, HANDLERS[args.tune_handler], setting, bodies[0]) as running:
-            (row,) = load_levels(running, bodies, [args.tune_concurrency], args)
-        rows.append({"setting": text, **row})
-        print(line(text, row), flush=True)
+    for text, results in runs.items():
+        median = {
+            key: statistics.median(result[key] for result in results)
+            for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu_s_per_s", "client_cpu_s_per_s")
+        }
+        rows.append(
+            {
+                "setting": text,
+                **median,
+                "rps_runs": [result["rps"] for result in results],
+                "errors": sum(result["errors"] for result in results),
+            }
+        )
     table = [
-        "| setting | req/s | p50 ms | p90 ms | p99 ms | errors | server cores | client cores |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| setting | req/s (median) | req/s (runs) | p50 ms | p99 ms | errors | server cores |",
+        "|---|---:|---|---:|---:|---:|---:|",
     ]
     for row in rows:
         table.append(
-            f"| `{row['setting']}` | {row['rps']:.0f} | {row['p50_ms']:.1f} | {row['p90_ms']:.1f} | "
-            f"{row['p99_ms']:.1f} | {row['errors']} | {row['server_cpu_s_per_s']:.2f} | "
-            f"{row['client_cpu_s_per_s']:.2f} |"
+            f"| `{row['setting']}` | {row['rps']:.0f} | {' / '.join(f'{r:.0f}' for r in row['rps_runs'])} | "
+            f"{row['p50_ms']:.1f} | {row['p99_ms']:.1f} | {row['errors']} | {row['server_cpu_s_per_s']:.2f} |"
         )
     return {
         **environment(),
         "concurrency": args.tune_concurrency,
         "handler": args.tune_handler,
+        "rounds": args.rounds,
         "rows": rows,
         "markdown": "\n".join(table),
     }
@@ -534,6 +557,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handlers", nargs="+", choices=list(HANDLERS), default=list(HANDLERS))
     parser.add_argument("--seconds", type=float, default=10, help="measured seconds per level")
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before each level")
+    parser.add_argument(
+        "--server-warmup",
+        type=float,
+        default=20,
+        help="unmeasured seconds of load on each new server, while its JVM compiles the hot paths",
+    )
     parser.add_argument("--timeout", type=float, default=30, help="client timeout per request, s")
     parser.add_argument("--report", type=Path, default=ROOT / "logs" / "bench" / "serving.json")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "serving_latency.png")
@@ -545,6 +574,7 @@ def main(argv: list[str] | None = None) -> int:
         help="e.g. workers=2,threads=1,batch=8,delay=5,netty=2,client=2",
     )
     parser.add_argument("--tune-concurrency", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3, help="servers per tuning setting (medians reported)")
     parser.add_argument("--tune-handler", choices=list(HANDLERS), default="full")
     args = parser.parse_args(argv)
 

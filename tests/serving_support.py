@@ -7,7 +7,6 @@ import io
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -27,6 +26,10 @@ from digit_classifier.networks import build_network
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG_DIR = ROOT / "configs" / "torchserve"
+sys.path.insert(0, str(ROOT / "scripts"))
+
+from bench_serving import free_ports  # noqa: E402
+
 FAKE_NET = {"name": "digit_cnn", "width": 8, "dropout": 0.1}
 INFERENCE_FILES = {
     "MAR-INF/MANIFEST.json",
@@ -347,17 +350,6 @@ class Server:
     @property
     def predict_url(self) -> str:
         return f"{self.inference}/predictions/digit"
-
-
-def free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def derive_config(source: Path, target: Path, store: Path) -> tuple[str, str]:

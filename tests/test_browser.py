@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import io
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,17 +25,11 @@ if not CHROMIUM.is_file():
 
 from playwright.sync_api import Browser, ConsoleMessage, FilePayload, Page, Request, sync_playwright  # noqa: E402
 
+sys.path.insert(0, str(ROOT / "scripts"))
+from ui_screenshot import CHROMIUM_ARGS  # noqa: E402
+
 pytestmark = pytest.mark.slow
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 Stroke = list[tuple[float, float]]
 ONE: list[Stroke] = [[(150, 40), (140, 140), (132, 240)]]
