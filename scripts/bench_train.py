@@ -1,19 +1,22 @@
 """Benchmark: training throughput of our Lightning step against a bare PyTorch loop.
 
-    python scripts/bench_train.py --data-dir ../shared/data [--steps 150] [--time-to-accuracy]
+    python scripts/bench_train.py --data-dir ../shared/data [--steps 300] [--rounds 3] [--time-to-accuracy]
 
 For the seed CNN (batch 60) and the default network (batch 128), both paths train the
 same network with the same optimizer, batch size, augmentation and in-memory tensors from
 ``MNISTDataModule``; the Lightning path is ``train.py``'s own configuration (metrics,
 logging, callbacks) minus checkpoint files. Prints images per second after a warm-up and
-the Lightning/bare ratio. ``--time-to-accuracy`` then trains the default configuration and
-reports the wall time (test evaluations excluded) until test accuracy first reaches 99%.
+the Lightning/bare ratio: medians of ``--rounds`` alternating measurements, since on a
+small machine one measurement of a few seconds varies by 10-20%. ``--time-to-accuracy``
+then trains the default configuration and reports the wall time (test evaluations
+excluded) until test accuracy first reaches 99%.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 from pathlib import Path
 
@@ -22,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 from lightning import Callback, Trainer
+from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, open_dict
 
 from digit_classifier.data import MNISTDataModule
@@ -82,7 +86,9 @@ def lightning_loop(cfg: DictConfig, steps: int) -> float:
     datamodule, model = build_data_and_model(cfg)
     timer = StepTimer()
     callbacks = [
-        hydra.utils.instantiate(c) for name, c in cfg.callbacks.items() if name != "model_checkpoint"
+        callback
+        for callback in map(hydra.utils.instantiate, cfg.callbacks.values())
+        if not isinstance(callback, ModelCheckpoint)
     ]
     trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -148,7 +154,10 @@ def time_to_accuracy(cfg: DictConfig) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-dir", default="../shared/data")
-    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="alternating bare/Lightning measurements; medians reported"
+    )
     parser.add_argument("--time-to-accuracy", action="store_true")
     parser.add_argument("--output", default="logs/bench/train.json")
     args = parser.parse_args()
@@ -158,13 +167,15 @@ def main() -> None:
         ("digit_cnn", []),
     ):
         cfg = compose_config([f"data.data_dir={args.data_dir}", *overrides])
-        bare = bare_loop(cfg, args.steps)
-        lightning = lightning_loop(cfg, args.steps)
+        rounds = [(bare_loop(cfg, args.steps), lightning_loop(cfg, args.steps)) for _ in range(args.rounds)]
+        bare = statistics.median(bare for bare, _ in rounds)
+        lightning = statistics.median(lightning for _, lightning in rounds)
         report["models"][name] = {
             "batch_size": cfg.data.batch_size,
             "bare_images_per_s": round(bare),
             "lightning_images_per_s": round(lightning),
             "lightning_over_bare": round(lightning / bare, 3),
+            "rounds": [[round(bare), round(lightning)] for bare, lightning in rounds],
         }
         print(
             f"{name:>10} batch {cfg.data.batch_size:>3}: bare {bare:8.0f} img/s, "
