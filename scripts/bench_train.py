@@ -7,7 +7,7 @@ same network with the same optimizer, batch size, augmentation and in-memory ten
 ``MNISTDataModule``; the Lightning path is ``train.py``'s own configuration (metrics,
 logging, callbacks) minus checkpoint files. Prints images per second after a warm-up and
 the Lightning/bare ratio: medians of ``--rounds`` alternating measurements, since on a
-small machine one measurement of a few seconds varies by 10-20%. ``--time-to-accuracy``
+small machine one measurement of a few seconds varies by 10-30%. ``--time-to-accuracy``
 then trains the default configuration and reports the wall time (test evaluations
 excluded) until test accuracy first reaches 99%.
 """
