@@ -28,9 +28,9 @@ markdown table (logs/bench/serving_tuning.md) and JSON (logs/bench/serving_tunin
 The load generator is one asyncio/aiohttp process: a closed loop of ``concurrency``
 clients on keep-alive connections, each sending its next request when the previous
 answer has arrived, for ``--seconds`` after ``--warmup`` seconds. Each new server first
-gets ``--server-warmup`` seconds of load: for about its first 15 s under load the frontend's
-JVM compiles its hot paths, burning up to a core, which would otherwise be charged to the
-first handler and level measured. The multipart bodies
+gets ``--server-warmup`` seconds of load: under its first load the frontend's JVM compiles
+its hot paths and burns extra CPU, which would otherwise be charged to the first handler
+and level measured. The multipart bodies
 are encoded once up front, so a request costs the client little; its CPU time is
 reported next to the server's, because on a small machine both share the cores.
 """
