@@ -122,7 +122,8 @@ class LoadResult:
     statuses: Counter = field(default_factory=Counter)
     failures: Counter = field(default_factory=Counter)
     client_cpu_s: float = 0.0
-    server_cpu_s: float = 0.0
+    frontend_cpu_s: float = 0.0
+    workers_cpu_s: float = 0.0
 
     def summary(self) -> dict[str, Any]:
         ordered = sorted(self.latencies)
@@ -134,6 +135,11 @@ class LoadResult:
 
         answered = len(ordered)
         errors = sum(count for status, count in self.statuses.items() if status != 200)
+        server_cpu_s = self.frontend_cpu_s + self.workers_cpu_s
+
+        def per_request_ms(cpu_s: float) -> float | None:
+            return round(cpu_s / answered * 1000, 3) if answered else None
+
         return {
             "concurrency": self.concurrency,
             "requests": answered + sum(self.failures.values()),
@@ -147,7 +153,12 @@ class LoadResult:
             "p99_ms": cut(0.99),
             "max_ms": round(ordered[-1] * 1000, 2) if ordered else None,
             "client_cpu_s_per_s": round(self.client_cpu_s / self.seconds, 2),
-            "server_cpu_s_per_s": round(self.server_cpu_s / self.seconds, 2),
+            "server_cpu_s_per_s": round(server_cpu_s / self.seconds, 2),
+            "cpu_ms_per_request": {
+                "frontend": per_request_ms(self.frontend_cpu_s),
+                "workers": per_request_ms(self.workers_cpu_s),
+                "client": per_request_ms(self.client_cpu_s),
+            },
         }
 
 
@@ -184,7 +195,8 @@ async def drive(
     async def mark_cpu() -> None:
         await asyncio.sleep(max(0.0, measure_from - loop.time()))
         marks["client"] = cpu_seconds([me])
-        marks["server"] = cpu_seconds([server, *server.children(recursive=True)])
+        marks["frontend"] = cpu_seconds([server])
+        marks["workers"] = cpu_seconds(server.children(recursive=True))
 
     async def client(session: aiohttp.ClientSession, offset: int) -> None:
         number = offset
@@ -214,7 +226,8 @@ async def drive(
         await asyncio.gather(*(client(session, offset) for offset in range(concurrency)))
         await marker
     result.client_cpu_s = cpu_seconds([me]) - marks["client"]
-    result.server_cpu_s = cpu_seconds([server, *server.children(recursive=True)]) - marks["server"]
+    result.frontend_cpu_s = cpu_seconds([server]) - marks["frontend"]
+    result.workers_cpu_s = cpu_seconds(server.children(recursive=True)) - marks["workers"]
     return result
 
 
@@ -380,12 +393,16 @@ def load_levels(
     return rows
 
 
+def cpu_split(row: dict[str, Any]) -> str:
+    return " ".join(f"{role} {ms:.3f}" for role, ms in row["cpu_ms_per_request"].items() if ms is not None)
+
+
 def line(label: str, row: dict[str, Any]) -> str:
     return (
         f"{label:<11} c={row['concurrency']:<3} {row['rps']:7.1f} req/s  p50 {row['p50_ms']:6.2f}  "
         f"p90 {row['p90_ms']:6.2f}  p99 {row['p99_ms']:6.2f} ms  errors {row['errors']} "
         f"{row['error_kinds'] or ''}  cpu server {row['server_cpu_s_per_s']:.2f} "
-        f"client {row['client_cpu_s_per_s']:.2f} cores"
+        f"client {row['client_cpu_s_per_s']:.2f} cores; cpu ms/request {cpu_split(row)}"
     )
 
 

@@ -1,0 +1,84 @@
+"""The benchmark scripts behind the README's Performance figures, run end to end, briefly.
+
+They measure nothing here: the point is that every command the README quotes still runs
+and writes a complete report, on the small MNIST copy and a randomly initialised model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import run_script
+from serving_support import archive, make_fake_run
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def fake_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_fake_run(tmp_path_factory.mktemp("bench_run") / "run")
+
+
+def test_bench_train(small_mnist: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "train.json"
+    result = run_script(
+        "scripts/bench_train.py",
+        *("--data-dir", str(small_mnist), "--steps", "5", "--rounds", "2"),
+        *("--time-to-accuracy", "--target", "0.5", "--output", str(report_path)),
+        *("--override", "data.val_size=200", "--override", "data.download=false"),
+        *("--override", "trainer.max_epochs=1"),
+    )
+    report = json.loads(report_path.read_text())
+    assert set(report["models"]) == {"seed_cnn", "digit_cnn"}
+    for row in report["models"].values():
+        assert row["bare_images_per_s"] > 0 and row["lightning_images_per_s"] > 0
+        assert len(row["rounds"]) == 2 and row["lightning_over_bare"] > 0
+    assert [epoch for epoch, _, _ in report["time_to_accuracy"]["epochs"]] == [0]
+    assert "lightning/bare" in result.stdout and "test accuracy" in result.stdout
+
+
+def test_bench_inference(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:
+    mar = archive(fake_run, tmp_path / "store")
+    report_path = tmp_path / "inference.json"
+    run_script(
+        "scripts/bench_inference.py",
+        *("--model", str(mar), "--data-dir", str(small_mnist), "--cache-dir", str(tmp_path / "png")),
+        *("--seconds", "0.05", "--report", str(report_path)),
+    )
+    report = json.loads(report_path.read_text())
+    assert report["preprocess_us_per_image"]["mnist_test"] > 0
+    assert {
+        f"{variant}_batch{batch}" for variant in ("plain", "channels_last", "served") for batch in (1, 4, 8)
+    } == set(report["forward_us_per_image"])
+
+
+def test_bench_serving_report_and_tuning(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:
+    common = [
+        str(fake_run),
+        *("--data-dir", str(small_mnist), "--cache-dir", str(tmp_path / "png"), "--images", "20"),
+        *("--seconds", "1", "--warmup", "0", "--server-warmup", "0.5"),
+        *("--report", str(tmp_path / "serving.json")),
+    ]
+    run_script(
+        "scripts/bench_serving.py",
+        *common,
+        *("--handlers", "noop", "full", "--concurrency", "1", "4", "--plot", str(tmp_path / "plot.png")),
+    )
+    report = json.loads((tmp_path / "serving.json").read_text())
+    for handler in ("noop", "full"):
+        rows = report["handlers"][handler]
+        assert [row["concurrency"] for row in rows] == [1, 4]
+        assert all(row["ok"] > 0 and row["errors"] == 0 for row in rows)
+    assert set(report["fraction_of_noop"]["full"]) == {"1", "4"}
+    assert report["cold_start"]["first_prediction_s"] > 0
+    assert (tmp_path / "plot.png").stat().st_size > 0
+
+    run_script(
+        "scripts/bench_serving.py",
+        *common,
+        *("--tune", "--rounds", "1", "--tune-concurrency", "2", "--settings", "workers=1,batch=2,delay=1"),
+    )
+    tuning = (tmp_path / "serving_tuning.md").read_text()
+    assert "batch" in tuning
