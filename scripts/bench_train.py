@@ -29,12 +29,13 @@ import hydra
 import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
-from lightning import Callback, Trainer
+from lightning import Callback, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, open_dict
 
+from digit_classifier.callbacks import EpochSeed
 from digit_classifier.data import MNISTDataModule
-from digit_classifier.train import build_data_and_model
+from digit_classifier.train import build_data_and_model, instantiate_list
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
 WARMUP = 20
@@ -98,9 +99,7 @@ def lightning_loop(cfg: DictConfig, steps: int) -> float:
     datamodule, model = build_data_and_model(cfg)
     timer = StepTimer()
     callbacks = [
-        callback
-        for callback in map(hydra.utils.instantiate, cfg.callbacks.values())
-        if not isinstance(callback, ModelCheckpoint)
+        callback for callback in instantiate_list(cfg.callbacks) if not isinstance(callback, ModelCheckpoint)
     ]
     trainer = hydra.utils.instantiate(
         cfg.trainer,
@@ -147,8 +146,11 @@ class TestAccuracyClock(Callback):
 
 
 def time_to_accuracy(cfg: DictConfig, target: float) -> dict:
+    """Train as ``train.py`` does (same seeding, per-epoch reseeding), testing after each epoch."""
+    seed_everything(cfg.seed, workers=True)
     datamodule, model = build_data_and_model(cfg)
     clock = TestAccuracyClock(datamodule, target)
+    reseeding = [callback for callback in instantiate_list(cfg.callbacks) if isinstance(callback, EpochSeed)]
     trainer = Trainer(
         max_epochs=cfg.trainer.max_epochs,
         accelerator="cpu",
@@ -158,7 +160,7 @@ def time_to_accuracy(cfg: DictConfig, target: float) -> dict:
         enable_progress_bar=False,
         enable_checkpointing=False,
         logger=False,
-        callbacks=[clock],
+        callbacks=[*reseeding, clock],
     )
     trainer.fit(model, datamodule=datamodule)
     return {"target": target, "seconds": clock.reached, "epochs": clock.history}
