@@ -74,9 +74,10 @@ class DigitClassifier(LightningModule):
         """Metrics only update here; their epoch values are logged by ``on_train_epoch_end``.
 
         The step loss is logged only on the steps whose values Lightning writes to the
-        logger (every ``trainer.log_every_n_steps``): each ``self.log`` call costs about
-        0.5 ms in Lightning 2.6 on this project's CPU, a tenth of a seed CNN step
-        (``scripts/bench_train.py``). The progress bar's loss refreshes at that rate.
+        logger (every ``trainer.log_every_n_steps``): in Lightning 2.6 each ``self.log``
+        call moves and re-checks its stored result, which was the largest cost Lightning
+        added to a small network's step (README, Performance). The progress bar's loss
+        refreshes at the same rate.
         """
         out = self._shared_step(batch)
         loss = out["loss"].detach()
