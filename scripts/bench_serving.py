@@ -51,7 +51,7 @@ import tempfile
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -393,6 +393,30 @@ def load_levels(
     return rows
 
 
+MEDIAN_KEYS = ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu_s_per_s", "client_cpu_s_per_s")
+
+
+def _median(values: Iterable[float | None]) -> float | None:
+    present = [value for value in values if value is not None]
+    return round(statistics.median(present), 3) if present else None
+
+
+def median_row(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """One level measured on several servers: medians of the rates, latencies and CPU, all
+    requests and errors counted, and each server's requests per second kept."""
+    roles = runs[0]["cpu_ms_per_request"]
+    return {
+        "concurrency": runs[0]["concurrency"],
+        **{key: sum(run[key] for run in runs) for key in ("requests", "ok", "errors")},
+        "error_kinds": dict(sum((Counter(run["error_kinds"]) for run in runs), Counter())),
+        **{key: _median(run[key] for run in runs) for key in MEDIAN_KEYS},
+        "cpu_ms_per_request": {
+            role: _median(run["cpu_ms_per_request"][role] for run in runs) for role in roles
+        },
+        "rps_runs": [run["rps"] for run in runs],
+    }
+
+
 def cpu_split(row: dict[str, Any]) -> str:
     return " ".join(f"{role} {ms:.3f}" for role, ms in row["cpu_ms_per_request"].items() if ms is not None)
 
@@ -419,35 +443,52 @@ def environment() -> dict[str, Any]:
     }
 
 
+def served_settings(running: Running) -> dict[str, Any]:
+    keys = ("default_workers_per_model", *PROPERTY_KEYS.values(), "job_queue_size")
+    return {
+        "model_config": running.model_config,
+        "properties": {key: running.properties.get(key) for key in keys},
+    }
+
+
 def report(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, Any]:
+    """Every handler on ``--rounds`` fresh servers, round-robin; medians per level.
+
+    One server per handler is not enough on two cores: the same code and settings vary by
+    up to a half from one server to the next.
+    """
     result: dict[str, Any] = {
         **environment(),
         "target": args.target,
         "seconds_per_level": args.seconds,
         "warmup_s": args.warmup,
+        "rounds": args.rounds,
         "handlers": {},
     }
-    for name in args.handlers:
-        with torchserve(args.target, HANDLERS[name], {}, bodies[0]) as running:
-            rows = load_levels(running, bodies, args.concurrency, args)
-            result["handlers"][name] = rows
-            result.setdefault(
-                "settings",
-                {
-                    "model_config": running.model_config,
-                    "properties": {
-                        key: running.properties.get(key)
-                        for key in ("default_workers_per_model", *PROPERTY_KEYS.values(), "job_queue_size")
-                    },
-                },
-            )
-            if name == "full":
-                result["cold_start"] = {
-                    "serve_py_ready_s": round(running.serve_s, 2),
-                    "first_prediction_s": round(running.first_prediction_s, 2),
-                }
-        for row in rows:
-            print(line(name, row), flush=True)
+    runs: dict[str, list[list[dict[str, Any]]]] = {name: [] for name in args.handlers}
+    cold_starts: list[tuple[float, float]] = []
+    for _ in range(args.rounds):
+        for name in args.handlers:
+            with torchserve(args.target, HANDLERS[name], {}, bodies[0]) as running:
+                rows = load_levels(running, bodies, args.concurrency, args)
+                result.setdefault("settings", served_settings(running))
+                if name == "full":
+                    cold_starts.append((running.serve_s, running.first_prediction_s))
+            runs[name].append(rows)
+            for row in rows:
+                print(line(name, row), flush=True)
+    for name, servers in runs.items():
+        result["handlers"][name] = [median_row(list(level)) for level in zip(*servers, strict=True)]
+    if args.rounds > 1:
+        for name, rows in result["handlers"].items():
+            for row in rows:
+                print(line(f"{name} (median)", row), flush=True)
+    if cold_starts:
+        result["cold_start"] = {
+            "serve_py_ready_s": round(statistics.median(ready for ready, _ in cold_starts), 2),
+            "first_prediction_s": round(statistics.median(first for _, first in cold_starts), 2),
+            "first_prediction_runs_s": [round(first, 2) for _, first in cold_starts],
+        }
     handlers = result["handlers"]
     if "noop" in handlers:
         result["fraction_of_noop"] = {
@@ -526,20 +567,7 @@ def tune(args: argparse.Namespace, bodies: list[bytes]) -> dict[str, Any]:
                 (row,) = load_levels(running, bodies, [args.tune_concurrency], args)
             runs[text].append(row)
             print(line(text, row), flush=True)
-    rows = []
-    for text, results in runs.items():
-        median = {
-            key: statistics.median(result[key] for result in results)
-            for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu_s_per_s", "client_cpu_s_per_s")
-        }
-        rows.append(
-            {
-                "setting": text,
-                **median,
-                "rps_runs": [result["rps"] for result in results],
-                "errors": sum(result["errors"] for result in results),
-            }
-        )
+    rows = [{"setting": text, **median_row(results)} for text, results in runs.items()]
     table = [
         "| setting | req/s (median) | req/s (runs) | p50 ms | p99 ms | errors | server cores |",
         "|---|---:|---|---:|---:|---:|---:|",
@@ -591,7 +619,9 @@ def main(argv: list[str] | None = None) -> int:
         help="e.g. workers=2,threads=1,batch=8,delay=5,netty=2,client=2",
     )
     parser.add_argument("--tune-concurrency", type=int, default=8)
-    parser.add_argument("--rounds", type=int, default=3, help="servers per tuning setting (medians reported)")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="fresh servers per handler or tuning setting (medians reported)"
+    )
     parser.add_argument("--tune-handler", choices=list(HANDLERS), default="full")
     args = parser.parse_args(argv)
 

@@ -64,13 +64,15 @@ def test_bench_serving_report_and_tuning(fake_run: Path, small_mnist: Path, tmp_
     run_script(
         "scripts/bench_serving.py",
         *common,
-        *("--handlers", "noop", "full", "--concurrency", "1", "4", "--plot", str(tmp_path / "plot.png")),
+        *("--handlers", "noop", "full", "--concurrency", "1", "4", "--rounds", "1"),
+        *("--plot", str(tmp_path / "plot.png")),
     )
     report = json.loads((tmp_path / "serving.json").read_text())
     for handler in ("noop", "full"):
         rows = report["handlers"][handler]
         assert [row["concurrency"] for row in rows] == [1, 4]
-        assert all(row["ok"] > 0 and row["errors"] == 0 for row in rows)
+        assert all(row["ok"] > 0 and row["errors"] == 0 and len(row["rps_runs"]) == 1 for row in rows)
+        assert all(row["cpu_ms_per_request"]["workers"] > 0 for row in rows)
     assert set(report["fraction_of_noop"]["full"]) == {"1", "4"}
     assert report["cold_start"]["first_prediction_s"] > 0
     assert (tmp_path / "plot.png").stat().st_size > 0
