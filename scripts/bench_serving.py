@@ -545,7 +545,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
     throughput.set_ylabel("requests/s")
     throughput.set_ylim(bottom=0)
     throughput.legend(fontsize=7)
-    figure.suptitle(f"TorchServe on {result['cpus']} CPUs (scripts/bench_serving.py)", fontsize=9)
+    servers = f", medians of {result['rounds']} servers per handler" if result.get("rounds", 1) > 1 else ""
+    figure.suptitle(f"TorchServe on {result['cpus']} CPUs (scripts/bench_serving.py{servers})", fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path)
