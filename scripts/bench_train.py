@@ -9,9 +9,9 @@ same network with the same optimizer, batch size, augmentation and in-memory ten
 logging, callbacks) minus checkpoint files. Prints images per second after a warm-up and
 the Lightning/bare ratio. On a small shared machine one measurement of a few seconds
 varies by up to 2x with the machine's load, so the two paths are measured back to back
-``--rounds`` times and each path's fastest run is reported (the median of the rounds'
-own ratios too). ``--time-to-accuracy`` then trains the default configuration and reports the wall
-time (test evaluations excluded) until test accuracy first reaches ``--target``.
+``--rounds`` times and each path's fastest run is reported (the median of the rounds' own
+ratios too). ``--time-to-accuracy`` then trains the default configuration and reports the
+wall time (test evaluations excluded) until test accuracy first reaches ``--target``.
 ``--override`` takes Hydra overrides for every configuration (the tests run it on a small
 MNIST copy).
 """
