@@ -1,10 +1,12 @@
-# make demo  : set up .venv, train, archive, serve, answer one request
+# make demo  : set up .venv, train, archive, serve with the drawing page, answer one request
 # make test  : set up .venv, run the test suite (what CI runs)
-# make ui    : the drawing page on http://127.0.0.1:8000/ (start TorchServe first: make serve)
+# make stop  : stop what make demo / make serve started
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# MNIST in torchvision's layout (<dir>/MNIST/raw); torchvision downloads it into ./data when absent.
 DATA_DIR ?= $(if $(wildcard ../shared/data/MNIST/raw/train-images-idx3-ubyte),../shared/data,data)
+export DIGIT_DATA_DIR := $(abspath $(DATA_DIR))
 SAMPLE ?= examples/seven.png
 PORT ?= 8080
 UI_PORT ?= 8000
@@ -24,40 +26,46 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(PY) train.py data.data_dir=$(DATA_DIR) $(TRAIN_ARGS)
+	$(PY) train.py $(TRAIN_ARGS)
 	$(PY) scripts/archive.py
-	$(PY) scripts/serve.py start
+	$(PY) scripts/serve.py start --page --page-port $(UI_PORT)
 	curl -s -F file=@$(SAMPLE) http://127.0.0.1:$(PORT)/predictions/digit; echo
+	@run=$$(ls -td logs/train/runs/*/ | head -1); \
+	echo; echo "Next:"; \
+	echo "  draw a digit:  http://127.0.0.1:$(UI_PORT)/"; \
+	echo "  the run:       tensorboard --logdir $${run}tensorboard"; \
+	echo "  stop serving:  make stop"
 
 train: venv
-	$(PY) train.py data.data_dir=$(DATA_DIR) $(TRAIN_ARGS)
+	$(PY) train.py $(TRAIN_ARGS)
 
 archive: venv
 	$(PY) scripts/archive.py $(RUN)
 
 serve: venv
-	$(PY) scripts/serve.py start
+	$(PY) scripts/serve.py start --page --page-port $(UI_PORT)
 
 stop: venv
 	$(PY) scripts/serve.py stop
 
 eval-serving: venv
-	$(PY) scripts/eval_serving.py --data-dir $(DATA_DIR) --check
+	$(PY) scripts/eval_serving.py --check
 
 bench-serving: venv
 	$(PY) scripts/bench_serving.py
 
 ui: venv
-	$(PY) -m digit_classifier.webapp --port $(UI_PORT) --torchserve-url http://127.0.0.1:$(PORT)
+	$(PY) -m digit_classifier.web --port $(UI_PORT) --torchserve-url http://127.0.0.1:$(PORT)
 
 test: venv
-	DIGIT_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
-	DIGIT_DATA_DIR=$(abspath $(DATA_DIR)) $(PY) -m pytest -m "not slow and not load" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow and not load" $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 
 clean:
 	rm -rf logs model_store/*.mar .pytest_cache

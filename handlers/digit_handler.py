@@ -4,10 +4,10 @@ Each request of a batch is answered on its own: an image that cannot be decoded 
 its own HTTP status and ``{"error", "status"}`` body while the rest of the batch is
 classified, so bad input never turns into TorchServe's 503 "Prediction failed".
 
-TorchServe puts the unpacked ``.mar`` folder on ``sys.path``, which is how the
-``digit_classifier`` package shipped next to this file is found. TorchServe also
+TorchServe makes the unpacked ``.mar`` folder importable, which is how the
+``digit_classifier.runtime`` package shipped next to this file is found. TorchServe also
 requires this module to define exactly one class, so the batch dataclass lives in
-``digit_classifier.inference``.
+``digit_classifier.runtime.inference``.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
 import digit_classifier
-from digit_classifier.inference import (
+from digit_classifier.runtime.inference import (
     PreparedBatch,
     batch_responses,
     for_inference,
@@ -32,7 +32,7 @@ from digit_classifier.inference import (
     prepare_batch,
     status_phrase,
 )
-from digit_classifier.preprocessing import ImageLimits
+from digit_classifier.runtime.preprocessing import ImageLimits
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Benchmark: training throughput of our Lightning step against a bare PyTorch loop.
 
-    python scripts/bench_train.py --data-dir ../shared/data [--steps 300] [--rounds 9] [--time-to-accuracy]
+    python scripts/bench_train.py [--steps 300] [--rounds 9] [--time-to-accuracy]
         [--models seed_cnn digit_cnn] [--override KEY=VALUE ...]
 
 For the seed CNN (batch 60) and the default network (batch 128), both paths train the
@@ -20,175 +20,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import hydra
 import torch
-import torch.nn.functional as F
-from hydra import compose, initialize_config_dir
-from lightning import Callback, Trainer, seed_everything
-from lightning.pytorch.callbacks import ModelCheckpoint
-from omegaconf import DictConfig, open_dict
 
-from digit_classifier.callbacks import EpochSeed
-from digit_classifier.data import MNISTDataModule
-from digit_classifier.train import build_data_and_model, instantiate_list
-
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "configs"
-WARMUP = 20
-MODELS = {"seed_cnn": ["experiment=seed_baseline"], "digit_cnn": []}
-
-
-def compose_config(overrides: list[str]) -> DictConfig:
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
-    with open_dict(cfg):
-        cfg.paths.output_dir = "/tmp/bench_train"
-    return cfg
-
-
-def bare_loop(cfg: DictConfig, steps: int) -> float:
-    """Images per second of a hand-written loop over the same tensors and transforms."""
-    torch.manual_seed(cfg.seed)
-    datamodule, model = build_data_and_model(cfg)
-    datamodule.setup("fit")
-    datamodule.trainer = _Training()
-    optimizer = hydra.utils.instantiate(cfg.optimizer)(params=model.parameters())
-    model.train()
-    batches = _epochs(datamodule)
-    for step in range(WARMUP + steps):
-        if step == WARMUP:
-            start = time.perf_counter()
-        images, targets = datamodule.on_after_batch_transfer(next(batches), 0)
-        loss = F.cross_entropy(model(images), targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-    return steps * cfg.data.batch_size / (time.perf_counter() - start)
-
-
-def _epochs(datamodule: MNISTDataModule) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Training batches, epoch after epoch, as ``max_steps`` runs Lightning through them."""
-    while True:
-        yield from datamodule.train_dataloader()
-
-
-class _Training:
-    training = True
-
-
-class StepTimer(Callback):
-    """Times training batches end to end after a warm-up: the interval between the ends of
-    consecutive batches covers fetching, augmenting and the step, like the bare loop."""
-
-    def __init__(self) -> None:
-        self.elapsed, self.images, self._last = 0.0, 0, None
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        now = time.perf_counter()
-        if self._last is not None and trainer.global_step > WARMUP:
-            self.elapsed += now - self._last
-            self.images += batch[0].shape[0]
-        self._last = now
-
-
-def lightning_loop(cfg: DictConfig, steps: int) -> float:
-    datamodule, model = build_data_and_model(cfg)
-    timer = StepTimer()
-    callbacks = [
-        callback for callback in instantiate_list(cfg.callbacks) if not isinstance(callback, ModelCheckpoint)
-    ]
-    trainer = hydra.utils.instantiate(
-        cfg.trainer,
-        max_steps=WARMUP + steps,
-        max_epochs=-1,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        logger=hydra.utils.instantiate(cfg.logger.tensorboard),
-        callbacks=[*callbacks, timer],
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return timer.images / timer.elapsed
-
-
-class TestAccuracyClock(Callback):
-    """After each epoch, test the model and note the training time when ``target`` is first reached."""
-
-    def __init__(self, datamodule: MNISTDataModule, target: float) -> None:
-        self.datamodule, self.target = datamodule, target
-        self.train_seconds, self.reached = 0.0, None
-        self.history: list[tuple[int, float, float]] = []
-
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
-        self._start = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self.train_seconds += time.perf_counter() - self._start
-        self.datamodule.setup("test")
-        correct = 0
-        pl_module.eval()
-        with torch.inference_mode():
-            for batch in self.datamodule.test_dataloader():
-                images, targets = self.datamodule.on_after_batch_transfer(batch, 0)
-                correct += (pl_module(images).argmax(1) == targets).sum().item()
-        pl_module.train()
-        accuracy = correct / len(self.datamodule.test_set)
-        self.history.append((trainer.current_epoch, round(self.train_seconds, 1), accuracy))
-        if self.reached is None and accuracy >= self.target:
-            self.reached = self.train_seconds
-            trainer.should_stop = True
-
-
-def time_to_accuracy(cfg: DictConfig, target: float) -> dict:
-    """Train as ``train.py`` does (same seeding, per-epoch reseeding), testing after each epoch."""
-    seed_everything(cfg.seed, workers=True)
-    datamodule, model = build_data_and_model(cfg)
-    clock = TestAccuracyClock(datamodule, target)
-    reseeding = [callback for callback in instantiate_list(cfg.callbacks) if isinstance(callback, EpochSeed)]
-    trainer = Trainer(
-        max_epochs=cfg.trainer.max_epochs,
-        accelerator="cpu",
-        deterministic=True,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        enable_progress_bar=False,
-        enable_checkpointing=False,
-        logger=False,
-        callbacks=[*reseeding, clock],
-    )
-    trainer.fit(model, datamodule=datamodule)
-    return {"target": target, "seconds": clock.reached, "epochs": clock.history}
-
-
-def compare(cfg: DictConfig, steps: int, rounds: int) -> dict:
-    """Bare and Lightning images per second, measured back to back ``rounds`` times.
-
-    The headline figures are each path's fastest run: interference from the rest of the
-    machine only ever slows a run down, so the fastest is the least disturbed (``timeit``'s
-    reasoning). The median of the rounds' own ratios is reported beside it.
-    """
-    pairs = [(bare_loop(cfg, steps), lightning_loop(cfg, steps)) for _ in range(rounds)]
-    bare = max(bare for bare, _ in pairs)
-    lightning = max(lightning for _, lightning in pairs)
-    return {
-        "batch_size": cfg.data.batch_size,
-        "bare_images_per_s": round(bare),
-        "lightning_images_per_s": round(lightning),
-        "lightning_over_bare": round(lightning / bare, 3),
-        "median_round_ratio": round(statistics.median(lightning / bare for bare, lightning in pairs), 3),
-        "rounds": [[round(bare), round(lightning), round(lightning / bare, 3)] for bare, lightning in pairs],
-    }
+from digit_classifier.bench.samples import default_data_dir
+from digit_classifier.bench.training import MODELS, bench_config, compare, time_to_accuracy
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="../shared/data")
+    parser.add_argument("--data-dir", default=str(default_data_dir()), help="holds MNIST/raw")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
     parser.add_argument(
         "--rounds", type=int, default=9, help="back-to-back bare/Lightning measurements; fastest reported"
@@ -203,7 +45,7 @@ def main() -> None:
     args = parser.parse_args()
     report: dict = {"torch_threads": torch.get_num_threads(), "steps": args.steps, "models": {}}
     for name in args.models:
-        cfg = compose_config([f"data.data_dir={args.data_dir}", *MODELS[name], *args.override])
+        cfg = bench_config([f"data.data_dir={args.data_dir}", *MODELS[name], *args.override])
         result = report["models"][name] = compare(cfg, args.steps, args.rounds)
         print(
             f"{name:>10} batch {result['batch_size']:>3}: bare {result['bare_images_per_s']:8d} img/s, "
@@ -213,7 +55,7 @@ def main() -> None:
             flush=True,
         )
     if args.time_to_accuracy:
-        cfg = compose_config([f"data.data_dir={args.data_dir}", *args.override])
+        cfg = bench_config([f"data.data_dir={args.data_dir}", *args.override])
         result = report["time_to_accuracy"] = time_to_accuracy(cfg, args.target)
         reached = (
             f"after {result['seconds']:.0f} s of training"

@@ -3,7 +3,7 @@
 Writes summary.csv, summary.md and best.json into the folder and prints summary.md.
 """
 
-from digit_classifier.sweep_summary import main
+from digit_classifier.sweeps.summary import main
 
 if __name__ == "__main__":
     main()

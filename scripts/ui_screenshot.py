@@ -2,7 +2,7 @@
 
     python scripts/ui_screenshot.py [--url http://127.0.0.1:8000/] [--out docs/screenshot.png]
 
-Used for the README image; needs the dev extra (Playwright) and a Chromium binary.
+Used for the image in docs/serving.md; needs the dev extra (Playwright) and a Chromium binary.
 The PNG is reduced to a 64-colour palette to keep it small in the repository.
 """
 
@@ -16,15 +16,7 @@ from pathlib import Path
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
+from digit_classifier.web.browser import CHROMIUM, launch
 
 
 def arc(
@@ -39,9 +31,9 @@ THREE = [arc(138, 95, 52, -165, 95), arc(138, 192, 58, -95, 160)]
 """A "3" as two strokes, in canvas pixels (0 to 280)."""
 
 
-def capture(url: str, out: Path, chromium: str, width: int, height: int) -> str:
+def capture(url: str, out: Path, chromium: Path, width: int, height: int) -> str:
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        browser = launch(playwright, chromium)
         page = browser.new_page(viewport={"width": width, "height": height}, color_scheme="light")
         page.goto(url)
         box = page.locator("#pad").bounding_box()
@@ -65,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8000/")
     parser.add_argument("--out", type=Path, default=Path("docs/screenshot.png"))
-    parser.add_argument("--chromium", default="/usr/bin/chromium")
+    parser.add_argument("--chromium", type=Path, default=CHROMIUM)
     parser.add_argument("--size", default="960x760", help="viewport WIDTHxHEIGHT")
     args = parser.parse_args(argv)
     width, height = map(int, args.size.split("x"))

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("DIGIT_DATA_DIR", ROOT.parent / "shared" / "data")).resolve()
+DATA_DIR = Path(os.environ.get("DIGIT_DATA_DIR", ROOT / "data")).resolve()
+"""The folder holding ``MNIST/raw/`` (and the drawn digits, where they exist): as for training."""
 RAW_FILES = (
     "train-images-idx3-ubyte",
     "train-labels-idx1-ubyte",

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import io
 import json
 import os
-import signal
 import struct
 import subprocess
 import sys
@@ -18,17 +16,15 @@ from typing import Any
 
 import numpy as np
 import pytest
+import requests
 import torch
 import yaml
 from PIL import Image, ImageDraw
 
-from digit_classifier.networks import build_network
+from digit_classifier.runtime.networks import build_network
+from digit_classifier.serving.torchserve import CONFIG_DIR, TorchServe, derive_config
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG_DIR = ROOT / "configs" / "torchserve"
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from bench_serving import free_ports  # noqa: E402
 
 FAKE_NET = {"name": "digit_cnn", "width": 8, "dropout": 0.1}
 INFERENCE_FILES = {
@@ -39,10 +35,12 @@ INFERENCE_FILES = {
     "metadata.json",
     "model-config.yaml",
     "digit_classifier/__init__.py",
-    "digit_classifier/networks.py",
-    "digit_classifier/preprocessing.py",
-    "digit_classifier/inference.py",
+    "digit_classifier/runtime/__init__.py",
+    "digit_classifier/runtime/networks.py",
+    "digit_classifier/runtime/preprocessing.py",
+    "digit_classifier/runtime/inference.py",
 }
+"""Everything a .mar holds: the handler, the runtime folder, the model files; nothing else."""
 
 
 # --- checkpoints and archives ---------------------------------------------------------------
@@ -77,6 +75,7 @@ def make_fake_run(
     (run_dir / ".hydra" / "config.yaml").write_text(
         f"model:\n  net:\n    name: {net['name']}\nseed: {seed}\n"
     )
+    (run_dir / ".hydra" / "overrides.yaml").write_text(f"- seed={seed}\n")
     metrics = {
         "best_val_acc": best_val_acc,
         "test_acc": 0.25,
@@ -110,7 +109,7 @@ def archive(target: Path, model_store: Path, *extra: str) -> Path:
 def offline_predictions(mar: Path, files: list[Path]) -> dict[str, dict[str, Any]]:
     """What ``digit_classifier.predict`` answers for each file, without TorchServe."""
     result = subprocess.run(
-        [sys.executable, "-m", "digit_classifier.predict", "--model", str(mar), *map(str, files)],
+        [sys.executable, "-m", "digit_classifier.serving.predict", "--model", str(mar), *map(str, files)],
         capture_output=True,
         text=True,
         cwd=ROOT,
@@ -337,45 +336,57 @@ def decode_predict_response(message: bytes) -> tuple[int, str, list[dict[str, An
     return code, text, responses
 
 
+# --- the seed contract -----------------------------------------------------------------------
+
+
+def assert_prediction(response: requests.Response | dict[str, Any]) -> dict[str, Any]:
+    """A 200 JSON answer in the seed's shape: the digit and ten probabilities that sum to one,
+    the digit being the most probable. Takes an HTTP response, or a decoded TorchServe
+    worker reply (``decode_predict_response`` plus its parsed ``json``). Returns the body."""
+    if isinstance(response, requests.Response):
+        status, content_type = response.status_code, response.headers.get("content-type")
+        body = response.json() if status == 200 else response.text
+    else:
+        status, content_type, body = response["status"], response["content_type"], response["json"]
+    assert status == 200, body
+    assert content_type == "application/json"
+    assert set(body) == {"prediction", "percentages"}
+    assert isinstance(body["prediction"], int) and 0 <= body["prediction"] <= 9
+    assert len(body["percentages"]) == 10
+    assert sum(body["percentages"]) == pytest.approx(1.0, abs=1e-5)
+    assert body["prediction"] == max(range(10), key=body["percentages"].__getitem__)
+    return body
+
+
 # --- a real TorchServe ----------------------------------------------------------------------
 
 
 @dataclass
 class Server:
-    inference: str
-    management: str
-    home: Path
+    """A TorchServe a test started with ``scripts/serve.py``, as a user would."""
+
+    torchserve: TorchServe
     mar: Path
 
     @property
+    def home(self) -> Path:
+        return self.torchserve.home
+
+    @property
+    def inference(self) -> str:
+        return self.torchserve.inference_url
+
+    @property
+    def management(self) -> str:
+        return self.torchserve.management_url
+
+    @property
     def predict_url(self) -> str:
-        return f"{self.inference}/predictions/digit"
-
-
-def derive_config(source: Path, target: Path, store: Path) -> tuple[str, str]:
-    """Copy a project config, moving every API (HTTP and gRPC) to free loopback ports."""
-    ports = free_ports(5)
-    overrides = {
-        "inference_address": f"http://127.0.0.1:{ports[0]}",
-        "management_address": f"http://127.0.0.1:{ports[1]}",
-        "metrics_address": f"http://127.0.0.1:{ports[2]}",
-        "grpc_inference_address": "127.0.0.1",
-        "grpc_inference_port": str(ports[3]),
-        "grpc_management_address": "127.0.0.1",
-        "grpc_management_port": str(ports[4]),
-        "model_store": str(store),
-    }
-    lines = [
-        line
-        for line in source.read_text().splitlines()
-        if line.startswith("#") or line.split("=", 1)[0].strip() not in overrides
-    ]
-    lines += [f"{key}={value}" for key, value in overrides.items()]
-    target.write_text("\n".join(lines) + "\n")
-    return overrides["inference_address"], overrides["management_address"]
+        return self.torchserve.predict_url()
 
 
 def serve(action: str, home: Path, *args: str) -> subprocess.CompletedProcess:
+    """``python scripts/serve.py <action>`` in ``home``, with ``home/tmp`` as its TMPDIR."""
     env = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     env.update(TMPDIR=str(home / "tmp"), TEMP=str(home / "tmp"))
     return subprocess.run(
@@ -388,26 +399,21 @@ def serve(action: str, home: Path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
-def kill_leftover(home: Path) -> None:
-    """If ``stop`` failed, end the server this test started, by the pid it recorded."""
-    pid_file = home / "tmp" / ".model_server.pid"
-    if pid_file.is_file():
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)
-
-
 def start_server(home: Path, config: Path, store: Path) -> Server:
+    """``config`` moved to free loopback ports (``derive_config``), started by ``serve.py``."""
     (home / "tmp").mkdir(parents=True)
-    inference, management = derive_config(config, home / "config.properties", store)
+    derive_config(config, home / "config.properties", store)
+    server = Server(
+        TorchServe(home, Path("config.properties"), Path("logs"), tmp=home / "tmp"), store / "digit.mar"
+    )
     started = serve("start", home, "--config", "config.properties", "--logs", "logs", "--timeout", "120")
     if started.returncode != 0:
-        serve("stop", home)
-        kill_leftover(home)
+        server.torchserve.stop()
         pytest.fail(f"serve.py start failed:\n{started.stdout}\n{started.stderr}")
-    return Server(inference, management, home, store / "digit.mar")
+    return server
 
 
 def stop_server(server: Server) -> None:
-    stopped = serve("stop", server.home)
-    kill_leftover(server.home)
+    stopped = serve("stop", server.home, "--config", "config.properties", "--logs", "logs")
+    server.torchserve.kill()
     assert stopped.returncode == 0, stopped.stderr

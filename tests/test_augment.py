@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import torch
 
-from digit_classifier.augment import DrawnDigitAugment
+from digit_classifier.training.augment import DrawnDigitAugment
 
 
 def _strokes() -> torch.Tensor:

@@ -1,6 +1,6 @@
-"""The benchmark scripts behind the README's Performance figures, run end to end, briefly.
+"""The benchmark scripts behind docs/performance.md, run end to end, briefly.
 
-They measure nothing here: the point is that every command the README quotes still runs
+They measure nothing here: the point is that every command docs/performance.md quotes still runs
 and writes a complete report, on the small MNIST copy and a randomly initialised model.
 """
 

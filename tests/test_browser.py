@@ -10,23 +10,19 @@ from __future__ import annotations
 import base64
 import io
 import re
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from PIL import Image
 from serving_support import ROOT, blank_png
 from webapp_support import TRAINED_MAR, UIStack, dead_url, running_ui, ui_stack
 
-CHROMIUM = Path("/usr/bin/chromium")
+from digit_classifier.web.browser import CHROMIUM, launch
+
 if not CHROMIUM.is_file():
     pytest.skip(f"needs Chromium at {CHROMIUM} (apt-get install chromium)", allow_module_level=True)
 
-from playwright.sync_api import Browser, ConsoleMessage, FilePayload, Page, Request, sync_playwright  # noqa: E402
-
-sys.path.insert(0, str(ROOT / "scripts"))
-from ui_screenshot import CHROMIUM_ARGS  # noqa: E402
+from playwright.sync_api import Browser, ConsoleMessage, FilePayload, Page, Request, sync_playwright
 
 pytestmark = pytest.mark.slow
 
@@ -46,9 +42,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIStack]:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
+        launched = launch(playwright)
         yield launched
         launched.close()
 

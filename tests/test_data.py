@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from conftest import DATA_DIR, requires_mnist
 
-from digit_classifier.data import EpochShuffleSampler, MNISTDataModule, TensorBatchDataset
+from digit_classifier.training.data import EpochShuffleSampler, MNISTDataModule, TensorBatchDataset
 
 
 def test_epoch_shuffle_depends_only_on_seed_and_epoch() -> None:

@@ -12,9 +12,9 @@ import pytest
 import torch
 from serving_support import ROOT, make_fake_run
 
-from digit_classifier.export import ExportError, export_checkpoint, find_checkpoint, load_checkpoint
-from digit_classifier.inference import load_network
-from digit_classifier.networks import build_network
+from digit_classifier.runtime.inference import load_network
+from digit_classifier.runtime.networks import build_network
+from digit_classifier.serving.export import ExportError, export_checkpoint, find_checkpoint, load_checkpoint
 
 
 def test_run_folder_gives_its_best_checkpoint(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from serving_support import (
     INFERENCE_FILES,
     SAME_GEOMETRY_KINDS,
     archive,
+    assert_prediction,
     blank_png,
     corrupt_png,
     decode_predict_response,
@@ -73,17 +74,6 @@ def predict(service: Any, *requests: dict[str, Any]) -> list[dict[str, Any]]:
 
 def single(service: Any, data: Any, name: str = "file", content_type: str = "image/png") -> dict[str, Any]:
     return predict(service, ts_request("r0", name, data, content_type))[0]
-
-
-def assert_prediction(response: dict[str, Any]) -> None:
-    assert response["status"] == 200
-    assert response["content_type"] == "application/json"
-    body = response["json"]
-    assert set(body) == {"prediction", "percentages"}
-    assert isinstance(body["prediction"], int) and 0 <= body["prediction"] <= 9
-    assert len(body["percentages"]) == 10
-    assert sum(body["percentages"]) == pytest.approx(1.0, abs=1e-5)
-    assert body["prediction"] == max(range(10), key=body["percentages"].__getitem__)
 
 
 def test_archive_holds_only_inference_files(model_dir: Path) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from digit_classifier.networks import DigitCNN, SeedCNN, build_network
+from digit_classifier.runtime.networks import DigitCNN, SeedCNN, build_network
 
 
 def test_seed_cnn_matches_the_seed_app() -> None:

@@ -16,7 +16,6 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -28,6 +27,7 @@ from serving_support import (
     ROOT,
     Server,
     archive,
+    assert_prediction,
     offline_predictions,
     oversize_png,
     png_variant,
@@ -68,16 +68,6 @@ def server(model_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Itera
         yield running
     finally:
         stop_server(running)
-
-
-def assert_prediction(response: requests.Response) -> dict[str, Any]:
-    assert response.status_code == 200, response.text
-    assert response.headers["content-type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"prediction", "percentages"}
-    assert body["prediction"] in range(10) and len(body["percentages"]) == 10
-    assert sum(body["percentages"]) == pytest.approx(1.0, abs=1e-5)
-    return body
 
 
 def test_model_is_ready_with_batching(server: Server) -> None:

@@ -95,7 +95,7 @@ def test_grid_sweep_runs_every_combination_in_its_own_folder(small_mnist: Path, 
     run_script(
         "train.py",
         *tiny(small_mnist, sweep, "optimizer.lr=1e-3,1e-2", "data.batch_size=32,64"),
-        "++hydra.callbacks.sweep_summary._target_=digit_classifier.sweep_summary.SweepSummary",
+        "++hydra.callbacks.sweep_summary._target_=digit_classifier.sweeps.summary.SweepSummary",
     )
     assert trial_dirs(sweep) == {"0", "1", "2", "3"}
     combos = {(o[-2], o[-1]) for o in (overrides(sweep / n) for n in "0123")}

@@ -22,10 +22,10 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from serving_support import ERRORS, ROOT, oversize_png, png_variant
+from serving_support import ERRORS, ROOT, assert_prediction, oversize_png, png_variant
 from webapp_support import UIStack, dead_url, running_ui, ui_stack
 
-from digit_classifier.webapp import DEFAULT_MAX_BODY_BYTES
+from digit_classifier.web.server import DEFAULT_MAX_BODY_BYTES, STATIC_DIR
 
 PNG = png_variant("L_black_on_white")
 
@@ -251,7 +251,7 @@ def test_wrong_methods_and_paths(
 def test_head_has_headers_and_no_body(ui_alone: str) -> None:
     response = raw_request(ui_alone, "HEAD", "/")
     assert response.status == 200 and response.body == b""
-    assert int(response.getheader("Content-Length")) == (ROOT / "web" / "index.html").stat().st_size
+    assert int(response.getheader("Content-Length")) == (STATIC_DIR / "index.html").stat().st_size
 
 
 def test_command_line_flags_and_environment() -> None:
@@ -259,7 +259,7 @@ def test_command_line_flags_and_environment() -> None:
     port, torchserve = dead_url().rsplit(":", 1)[1], dead_url()
     env = {**os.environ, "DIGIT_TORCHSERVE_URL": torchserve, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
-        [sys.executable, "-m", "digit_classifier.webapp", "--port", port, "--quiet"],
+        [sys.executable, "-m", "digit_classifier.web", "--port", port, "--quiet"],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -275,7 +275,7 @@ def test_command_line_flags_and_environment() -> None:
         process.terminate()
         process.wait(timeout=10)
     imported = subprocess.run(
-        [sys.executable, "-c", "import sys, digit_classifier.webapp; print(sorted(sys.modules))"],
+        [sys.executable, "-c", "import sys, digit_classifier.web.server; print(sorted(sys.modules))"],
         capture_output=True,
         text=True,
         check=True,
@@ -294,13 +294,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[UIStack]:
 
 @pytest.mark.slow
 def test_prediction_has_the_seed_contract(stack: UIStack) -> None:
-    response = post_file(stack.url)
-    assert response.status_code == 200, response.text
-    assert response.headers["Content-Type"] == "application/json"
-    body = response.json()
-    assert set(body) == {"prediction", "percentages"}
-    assert body["prediction"] in range(10) and len(body["percentages"]) == 10
-    assert sum(body["percentages"]) == pytest.approx(1.0, abs=1e-5)
+    body = assert_prediction(post_file(stack.url))
     direct = requests.post(stack.torchserve.predict_url, files={"file": ("d.png", PNG)}, timeout=30)
     assert direct.json() == body
 

@@ -22,18 +22,17 @@ import pytest
 import yaml
 from serving_support import (
     CONFIG_DIR,
-    ROOT,
     Server,
     archive,
-    free_ports,
     make_fake_run,
     start_server,
     stop_server,
 )
 
-from digit_classifier.webapp import Settings, UIServer, make_server
+from digit_classifier.serving.torchserve import free_ports
+from digit_classifier.web.server import STATIC_DIR, Settings, UIServer, make_server
 
-WEB_DIR = ROOT / "web"
+WEB_DIR = STATIC_DIR
 TRAINED_MAR = Path(os.environ["DIGIT_MAR"]).resolve() if os.environ.get("DIGIT_MAR") else None
 """A well-trained archive to check answers with; None means accuracy is not checked."""
 

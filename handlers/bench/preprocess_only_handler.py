@@ -14,12 +14,13 @@ from typing import Any
 import torch
 from digit_handler import DigitHandler
 
-from digit_classifier.inference import PreparedBatch
+from digit_classifier.runtime.inference import PreparedBatch
+from digit_classifier.runtime.networks import NUM_CLASSES
 
 
 class PreprocessOnlyHandler(DigitHandler):
     """``DigitHandler`` whose inference step skips the network."""
 
     def inference(self, data: PreparedBatch, *args: Any, **kwargs: Any) -> PreparedBatch:
-        data.probabilities = torch.full((len(data.images), 10), 0.1)
+        data.probabilities = torch.full((len(data.images), NUM_CLASSES), 1 / NUM_CLASSES)
         return data

@@ -1,8 +1,19 @@
-"""MNIST digit classifier: Lightning + Hydra training, TorchServe serving.
+"""MNIST digit classifier: Lightning + Hydra training, TorchServe serving, a drawing page.
 
-The modules ``networks`` and ``preprocessing`` import only torch, torchvision, numpy
-and Pillow, so the TorchServe handler can ship them in a ``.mar`` without the
-training stack.
+Each subpackage is one part of the pipeline:
+
+* ``runtime``: what a ``.mar`` carries (networks, preprocessing, request-to-response
+  inference); it imports nothing but the standard library, torch, torchvision, numpy and
+  Pillow, so it is the only code TorchServe's workers run besides the handler.
+* ``training``: the data module, augmentation, LightningModule, callbacks, and the
+  ``train`` and ``evaluate`` entry points behind ``train.py`` and ``eval.py``.
+* ``sweeps``: sweep summaries, the best trial, Optuna pruning.
+* ``serving``: checkpoint export, ``.mar`` archiving, offline prediction, a local TorchServe.
+* ``web``: the drawing page and its small server.
+* ``bench``: what the benchmark and measurement scripts share.
+
+``runs`` is the run-folder contract that training writes and the others read.
+This file must stay free of imports: the ``.mar`` carries it with ``runtime``.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

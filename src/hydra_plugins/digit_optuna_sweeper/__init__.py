@@ -1,7 +1,7 @@
 """Our Optuna sweeper for Hydra (``hydra/sweeper=digit_optuna``), built on Optuna 4+.
 
-Hydra finds it because ``hydra_plugins`` is a namespace package on ``sys.path`` (``src/`` is
-there through the editable install).
+Hydra finds it because ``hydra_plugins`` is a namespace package and ``src/`` is importable
+(the editable install puts it on the module search path).
 """
 
 from __future__ import annotations

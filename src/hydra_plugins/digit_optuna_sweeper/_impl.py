@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,7 @@ from hydra.core.plugins import Plugins
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from hydra.utils import get_method, instantiate
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna import Study
 from optuna.samplers import BaseSampler
@@ -68,7 +68,6 @@ class OptunaSearch:
         n_jobs: int = 1,
         max_failure_rate: float = 0.0,
         params: Any = None,
-        summary_fn: str | None = None,
     ) -> None:
         if not 0.0 <= max_failure_rate <= 1.0:
             raise ValueError("max_failure_rate must be within [0, 1]")
@@ -84,7 +83,6 @@ class OptunaSearch:
         self.n_jobs = max(1, n_jobs)
         self.max_failure_rate = max_failure_rate
         self.params = _plain(params) or {}
-        self.summary: Callable[[str], Any] | None = get_method(summary_fn) if summary_fn else None
         self.launcher: Launcher | None = None
         self.config: DictConfig | None = None
 
@@ -195,11 +193,6 @@ class OptunaSearch:
 
     def _snapshot(self, study: Study, sweep_dir: Path) -> None:
         _study.export_study(study, self.storage_config, self.n_trials, sweep_dir / TRIALS_FILE)
-        if self.summary is not None:
-            try:
-                self.summary(str(sweep_dir))
-            except Exception:
-                log.exception("Sweep summary failed")
 
     def _finish(self, study: Study, sweep_dir: Path) -> None:
         try:

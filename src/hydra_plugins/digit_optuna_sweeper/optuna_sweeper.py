@@ -44,8 +44,6 @@ class DigitOptunaSweeperConf:
     max_failure_rate: float = 0.0
     # Search space, in Hydra's override grammar: {key: "tag(log, interval(1e-4, 1e-2))", ...}
     params: dict[str, str] | None = None
-    # Dotted path of a function(sweep_dir: str) called after every trial and at the end.
-    summary_fn: str | None = None
 
 
 SAMPLERS = {

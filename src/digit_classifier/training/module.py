@@ -14,9 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from digit_classifier.networks import build_network
-
-NUM_CLASSES = 10
+from digit_classifier.runtime.networks import NUM_CLASSES, build_network
 
 
 def _accuracy() -> MulticlassAccuracy:
@@ -65,7 +63,7 @@ class DigitClassifier(LightningModule):
         images, targets = batch
         logits = self(images)
         loss = F.cross_entropy(logits, targets, label_smoothing=self.hparams.label_smoothing)
-        return {"loss": loss, "preds": logits.argmax(dim=1), "logits": logits.detach()}
+        return {"loss": loss, "preds": logits.argmax(dim=1)}
 
     def on_train_start(self) -> None:
         self.val_acc_best.reset()
@@ -76,7 +74,7 @@ class DigitClassifier(LightningModule):
         The step loss is logged only on the steps whose values Lightning writes to the
         logger (every ``trainer.log_every_n_steps``): in Lightning 2.6 each ``self.log``
         call moves and re-checks its stored result, which was the largest cost Lightning
-        added to a small network's step (README, Performance). The progress bar's loss
+        added to a small network's step (docs/performance.md). The progress bar's loss
         refreshes at the same rate.
         """
         out = self._shared_step(batch)

@@ -1,6 +1,6 @@
-"""The drawing page and its API: static files from ``web/`` and ``POST /api/digit``.
+"""The drawing page and its API: the static files of ``static/`` and ``POST /api/digit``.
 
-    python -m digit_classifier.webapp [--port 8000] [--torchserve-url http://127.0.0.1:8080]
+    python -m digit_classifier.web [--port 8000] [--torchserve-url http://127.0.0.1:8080]
 
 ``POST /api/digit`` keeps the seed app's contract (multipart field ``file`` holding a PNG,
 answer ``{"prediction", "percentages"}``) by passing the request body, unchanged and with
@@ -20,10 +20,12 @@ import sys
 from dataclasses import dataclass, replace
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-DEFAULT_WEB_DIR = Path(__file__).resolve().parents[2] / "web"
+STATIC_DIR = Path(str(resources.files("digit_classifier.web").joinpath("static")))
+"""The page's HTML, CSS and JavaScript: package data of ``digit_classifier.web``."""
 DEFAULT_PORT = 8000
 DEFAULT_TORCHSERVE_URL = "http://127.0.0.1:8080"
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -54,7 +56,7 @@ SECURITY_HEADERS = {
 
 @dataclass(frozen=True)
 class Settings:
-    web_dir: Path
+    web_dir: Path = STATIC_DIR
     torchserve_url: str = DEFAULT_TORCHSERVE_URL
     model: str = "digit"
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
@@ -309,7 +311,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="TorchServe's inference address",
     )
     parser.add_argument("--model", default=env.get("DIGIT_MODEL", "digit"), help="model name in TorchServe")
-    parser.add_argument("--web-dir", type=Path, default=Path(env.get("DIGIT_WEB_DIR", DEFAULT_WEB_DIR)))
+    parser.add_argument("--web-dir", type=Path, default=Path(env.get("DIGIT_WEB_DIR", STATIC_DIR)))
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for TorchServe")
     parser.add_argument("--quiet", action="store_true", help="no access log")

@@ -18,7 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, TensorDataset
 from torchvision.datasets import MNIST
 
-from digit_classifier.preprocessing import normalize
+from digit_classifier.runtime.preprocessing import normalize
 
 
 class TensorBatchDataset(TensorDataset):
@@ -97,7 +97,7 @@ class MNISTDataModule(LightningDataModule):
             val_index, train_index = order[: self.hparams.val_size], order[self.hparams.val_size :]
             self.train_set = TensorBatchDataset(full.data[train_index], full.targets[train_index])
             self.val_set = TensorBatchDataset(full.data[val_index], full.targets[val_index])
-        if self.test_set is None and stage in (None, "test", "predict"):
+        if self.test_set is None and stage in (None, "test"):
             test = MNIST(self.hparams.data_dir, train=False, download=False)
             self.test_set = TensorBatchDataset(test.data, test.targets)
 
@@ -131,8 +131,16 @@ class MNISTDataModule(LightningDataModule):
     def on_after_batch_transfer(
         self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        training = self.trainer is not None and self.trainer.training
+        return self.model_input(batch, augment=training)
+
+    def model_input(
+        self, batch: tuple[torch.Tensor, torch.Tensor], augment: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A loader's ``uint8`` batch as the network's input: ``(B, 1, 28, 28)`` floats,
+        augmented when ``augment`` (training batches) and normalised."""
         images, targets = batch
         images = images.unsqueeze(1).float().div_(255)
-        if self.augment is not None and self.trainer is not None and self.trainer.training:
+        if augment and self.augment is not None:
             images = self.augment(images)
         return normalize(images), targets

@@ -1,10 +1,14 @@
 """Summarise a sweep folder: ``summary.csv``, ``summary.md`` and ``best.json``.
 
-Works for any multirun folder (grid or Optuna): each trial is a subfolder with
-``.hydra/overrides.yaml`` and, when training finished, ``metrics.json`` (the source of
-truth, written by ``train.py``). An Optuna sweep also leaves ``optuna_trials.json``, which
-adds the trial state (pruned, failed, interrupted and retried) and the last validation
-accuracy of trials that never wrote ``metrics.json``.
+Works for any multirun folder (grid or Optuna): each trial is a run folder
+(:mod:`digit_classifier.runs`) whose ``metrics.json``, written by ``train.py`` when the
+trial finished, is the source of truth. An Optuna sweep also leaves ``optuna_trials.json``,
+which adds the trial state (pruned, failed, interrupted and retried), the study's value and
+direction, and the last validation accuracy of trials that never wrote ``metrics.json``.
+
+One trigger: the Hydra callback :class:`SweepSummary` (``configs/hydra/default.yaml``)
+rewrites the summary after every trial and when the multirun ends, whatever the sweeper.
+One rule for the best trial: :func:`best_trial`, which ``scripts/archive.py <sweep>`` uses too.
 
     python scripts/sweep_summary.py logs/optuna/digit_cnn_quick
 """
@@ -13,16 +17,20 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import logging
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
 from omegaconf import DictConfig
+
+from digit_classifier.runs import RunFolder, runs_below
 
 log = logging.getLogger(__name__)
 
@@ -47,44 +55,30 @@ class TrialRow:
     note: str = ""
 
 
-def _read_overrides(trial_dir: Path) -> list[str]:
-    path = trial_dir / ".hydra" / "overrides.yaml"
-    if not path.exists():
-        return []
-    overrides = yaml.safe_load(path.read_text()) or []
-    return [str(o) for o in overrides if not str(o).startswith(INTERNAL_OVERRIDES)]
-
-
-def _trial_dirs(sweep_dir: Path) -> dict[str, Path]:
-    found = {}
-    for overrides in sorted(sweep_dir.rglob(".hydra/overrides.yaml")):
-        trial_dir = overrides.parent.parent
-        if trial_dir != sweep_dir:
-            found[trial_dir.relative_to(sweep_dir).as_posix()] = trial_dir
-    return found
-
-
 def _number(name: str) -> int | None:
     return int(name) if name.isdigit() else None
 
 
-def _from_metrics(row: TrialRow, trial_dir: Path) -> None:
-    path = trial_dir / "metrics.json"
-    if not path.exists():
-        ckpt = trial_dir / "checkpoints" / "best.ckpt"
-        row.best_ckpt_path = str(ckpt.resolve()) if ckpt.exists() else None
+def _from_run(row: TrialRow, run: RunFolder) -> None:
+    row.overrides = [o for o in run.overrides() if not o.startswith(INTERNAL_OVERRIDES)]
+    metrics = run.metrics()
+    checkpoint = run.best_checkpoint()
+    row.best_ckpt_path = str(checkpoint.resolve()) if checkpoint else None
+    if metrics is None:
         return
-    metrics = json.loads(path.read_text())
-    row.metrics_path = str(path.resolve())
-    row.best_val_acc = metrics.get("best_val_acc")
-    row.test_acc = metrics.get("test_acc")
-    row.epochs = metrics.get("epochs")
-    row.wall_time_s = metrics.get("wall_time_s")
-    row.best_ckpt_path = metrics.get("best_ckpt_path")
+    row.state = "complete"
+    row.metrics_path = str((run.path / "metrics.json").resolve())
+    row.best_val_acc = metrics.best_val_acc
+    row.test_acc = metrics.test_acc
+    row.epochs = metrics.epochs
+    row.wall_time_s = metrics.wall_time_s
+    if metrics.best_ckpt_path and not checkpoint:
+        row.best_ckpt_path = metrics.best_ckpt_path
 
 
 def _from_optuna(row: TrialRow, record: dict[str, Any], retried_as: dict[int, int]) -> None:
-    row.state = record["state"]
+    finished = row.metrics_path is not None and record["state"] == "running"
+    row.state = "complete" if finished else record["state"]
     if record.get("replaced"):
         row.state = "interrupted"
         row.note = f"retried as #{retried_as.get(row.number, '?')}"
@@ -116,12 +110,10 @@ def collect(sweep_dir: Path) -> tuple[list[TrialRow], dict[str, Any]]:
     }
 
     rows: list[TrialRow] = []
-    for name, trial_dir in _trial_dirs(sweep_dir).items():
+    for run in runs_below(sweep_dir):
+        name = run.path.relative_to(sweep_dir).as_posix()
         row = TrialRow(trial=name, number=_number(name), state="incomplete")
-        row.overrides = _read_overrides(trial_dir)
-        _from_metrics(row, trial_dir)
-        if row.metrics_path:
-            row.state = "complete"
+        _from_run(row, run)
         if row.number in records:
             _from_optuna(row, records.pop(row.number), retried_as)
         if row.score is None and row.state == "complete":
@@ -206,39 +198,73 @@ def _markdown(sweep_dir: Path, rows: list[TrialRow], study: dict[str, Any]) -> s
 
 
 def _best(rows: list[TrialRow]) -> TrialRow | None:
+    """``rows`` come sorted by :func:`collect`, so the best is the first finished one with a checkpoint."""
     return next((r for r in rows if r.state == "complete" and r.best_ckpt_path), None)
+
+
+def best_trial(sweep_dir: str | Path) -> TrialRow | None:
+    """The sweep's best finished trial that has a checkpoint, or None.
+
+    The rule: the highest score (the study's value and direction for an Optuna search,
+    ``best_val_acc`` for any other sweep), ties to the earlier trial.
+    """
+    rows, _ = collect(Path(sweep_dir))
+    return _best(rows)
+
+
+def _csv(rows: list[TrialRow]) -> str:
+    buffer = io.StringIO()
+    names = ["rank", *(f for f in TrialRow.__dataclass_fields__ if f != "overrides")]
+    writer = csv.DictWriter(buffer, fieldnames=[*names, "overrides"])
+    writer.writeheader()
+    for rank, row in enumerate(rows, start=1):
+        writer.writerow(asdict(row) | {"rank": rank, "overrides": " ".join(row.overrides)})
+    return buffer.getvalue()
+
+
+def _write(path: Path, text: str) -> None:
+    """Replace ``path`` atomically: workers of a shared study summarise the same folder."""
+    partial = path.with_name(f".{path.name}.{os.getpid()}")
+    partial.write_text(text)
+    os.replace(partial, path)
 
 
 def write_summary(sweep_dir: str | Path) -> Path:
     """Write ``summary.csv``, ``summary.md`` and (once a trial completed) ``best.json``."""
     sweep_dir = Path(sweep_dir)
     rows, study = collect(sweep_dir)
-    with (sweep_dir / "summary.csv").open("w", newline="") as handle:
-        names = ["rank", *(f for f in TrialRow.__dataclass_fields__ if f != "overrides")]
-        writer = csv.DictWriter(handle, fieldnames=[*names, "overrides"])
-        writer.writeheader()
-        for rank, row in enumerate(rows, start=1):
-            record = asdict(row) | {"rank": rank, "overrides": " ".join(row.overrides)}
-            writer.writerow(record)
+    _write(sweep_dir / "summary.csv", _csv(rows))
     markdown = sweep_dir / "summary.md"
-    markdown.write_text(_markdown(sweep_dir, rows, study))
+    _write(markdown, _markdown(sweep_dir, rows, study))
     best = _best(rows)
     if best is not None:
-        (sweep_dir / "best.json").write_text(json.dumps(asdict(best), indent=2) + "\n")
+        _write(sweep_dir / "best.json", json.dumps(asdict(best), indent=2) + "\n")
         log.info("Sweep summary: %s; best trial %s: %s", markdown, best.trial, best.best_ckpt_path)
     return markdown
 
 
 class SweepSummary(Callback):
-    """Hydra callback: summarise every multirun when it ends.
+    """Hydra callback, the summary's one trigger: after every job of a multirun and at its end.
 
-    Skipped when the sweeper already writes the summary itself (``hydra.sweeper.summary_fn``).
+    It works with any sweeper (Hydra's grid, ours for Optuna) and any launcher.
     """
 
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        if config.hydra.mode == RunMode.MULTIRUN:
+            self._summarise(config)
+
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.hydra.sweeper.get("summary_fn"):
+        self._summarise(config)
+
+    @staticmethod
+    def _summarise(config: DictConfig) -> None:
+        sweep_dir = Path(config.hydra.sweep.dir)
+        if not sweep_dir.is_dir():
             return
-        write_summary(config.hydra.sweep.dir)
+        try:
+            write_summary(sweep_dir)
+        except Exception:
+            log.exception("Sweep summary of %s failed", sweep_dir)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,8 +6,6 @@ already look like that, so training only calls :func:`normalize`. Images people 
 not: :func:`png_to_field` turns any PNG (grey, RGB, RGBA or palette, 8 or 16 bit, dark
 ink on light or light on dark, ink in the alpha channel of a transparent canvas) into
 the same form, which serving then normalises the same way, a batch at a time.
-
-This module imports no training code, so the TorchServe handler ships it in the ``.mar``.
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ from typing import Any
 import torch
 from torch import nn
 
+NUM_CLASSES = 10
+"""Digits 0 to 9: the width of every network's output."""
+
 
 class SeedCNN(nn.Module):
     """The seed Flask app's LeNet-style CNN, layer for layer."""
@@ -32,7 +35,7 @@ class SeedCNN(nn.Module):
             nn.ReLU(),
             nn.Linear(120, 84),
             nn.ReLU(),
-            nn.Linear(84, 10),
+            nn.Linear(84, NUM_CLASSES),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -67,7 +70,7 @@ class DigitCNN(nn.Module):
         self.classifier = nn.Sequential(
             nn.Flatten(),
             nn.Dropout(dropout),
-            nn.Linear(4 * width * 3 * 3, 10),
+            nn.Linear(4 * width * 3 * 3, NUM_CLASSES),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

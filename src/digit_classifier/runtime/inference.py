@@ -2,9 +2,7 @@
 
 An exported model is a folder (or the inside of a ``.mar``) holding ``network.json``
 (the network's name and keyword arguments) and ``weights.pt`` (a plain state dict), so
-it loads with ``torch.load(weights_only=True)`` and no training code. Like
-``networks`` and ``preprocessing``, this module is shipped inside the ``.mar``: it must
-import nothing from Lightning or Hydra.
+it loads with ``torch.load(weights_only=True)`` and no training code.
 """
 
 from __future__ import annotations
@@ -22,8 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from digit_classifier.networks import build_network
-from digit_classifier.preprocessing import (
+from digit_classifier.runtime.networks import NUM_CLASSES, build_network
+from digit_classifier.runtime.preprocessing import (
     IMAGE_SIZE,
     ImageInputError,
     ImageLimits,
@@ -146,7 +144,7 @@ def prepare_batch(payloads: Sequence[object], limits: ImageLimits) -> PreparedBa
 def predict_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     """Class probabilities (``Nx10``, on the CPU) for a batch of normalised images."""
     if len(images) == 0:
-        return torch.empty(0, 10)
+        return torch.empty(0, NUM_CLASSES)
     device = next(model.parameters()).device
     with torch.inference_mode():
         logits = model(images.to(device).contiguous(memory_format=torch.channels_last))

@@ -1,6 +1,6 @@
 """Classify PNG files offline, exactly as the TorchServe handler would.
 
-    python -m digit_classifier.predict --model MODEL image.png [image.png ...]
+    python -m digit_classifier.serving.predict --model MODEL image.png [image.png ...]
 
 ``MODEL`` is an exported folder (``weights.pt`` + ``network.json``), a ``.mar``, a
 ``.ckpt``, or a run or sweep folder (its best checkpoint). Each image gets one JSON line
@@ -23,14 +23,7 @@ from typing import Any
 
 from torch import nn
 
-from digit_classifier.export import (
-    ExportError,
-    find_checkpoint,
-    load_checkpoint,
-    network_spec,
-    network_state_dict,
-)
-from digit_classifier.inference import (
+from digit_classifier.runtime.inference import (
     MODEL_CONFIG_FILE,
     NETWORK_FILE,
     WEIGHTS_FILE,
@@ -43,7 +36,14 @@ from digit_classifier.inference import (
     predict_probabilities,
     prepare_batch,
 )
-from digit_classifier.preprocessing import ImageLimits
+from digit_classifier.runtime.preprocessing import ImageLimits
+from digit_classifier.serving.export import (
+    ExportError,
+    find_checkpoint,
+    load_checkpoint,
+    network_spec,
+    network_state_dict,
+)
 
 
 class ModelLoadError(Exception):

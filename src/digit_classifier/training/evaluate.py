@@ -9,12 +9,10 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from digit_classifier.module import DigitClassifier
+from digit_classifier.training.configs import CONFIG_DIR
+from digit_classifier.training.module import DigitClassifier
 
 log = logging.getLogger(__name__)
-
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-"""The repo's ``configs/``; the package is meant to be used from a checkout."""
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:

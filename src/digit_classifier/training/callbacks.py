@@ -4,20 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import torch
 from lightning import Callback, LightningModule, Trainer
 from lightning.fabric.utilities.seed import seed_everything
 from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
+from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
-from digit_classifier.preprocessing import MNIST_MEAN, MNIST_STD
+from digit_classifier.runtime.networks import NUM_CLASSES
+from digit_classifier.runtime.preprocessing import MNIST_MEAN, MNIST_STD
 
 
 def _tensorboard(trainer: Trainer) -> SummaryWriter | None:
@@ -70,7 +68,7 @@ class ValidationReport(Callback):
 
     def __init__(self, max_misclassified: int = 32) -> None:
         self.max_misclassified = max_misclassified
-        self.confusion = MulticlassConfusionMatrix(num_classes=10)
+        self.confusion = MulticlassConfusionMatrix(num_classes=NUM_CLASSES)
         self.wrong: list[tuple[torch.Tensor, int, int]] = []
 
     def on_validation_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
@@ -102,15 +100,18 @@ class ValidationReport(Callback):
         if writer is None or not trainer.is_global_zero:
             return
         step = trainer.global_step
-        figure, _ = self.confusion.plot(val=matrix, add_text=True)
+        figure = Figure(figsize=(6.4, 4.8))
+        self.confusion.plot(val=matrix, ax=figure.subplots(), add_text=True)
         writer.add_figure("val/confusion_matrix", figure, step)
         if self.wrong:
             writer.add_figure("val/misclassified", self._misclassified_figure(), step)
 
-    def _misclassified_figure(self) -> plt.Figure:
+    def _misclassified_figure(self) -> Figure:
+        """Built on a bare ``Figure``, which needs no pyplot backend (TensorBoard renders it)."""
         columns = 8
         rows = (len(self.wrong) + columns - 1) // columns
-        figure, axes = plt.subplots(rows, columns, figsize=(columns * 1.2, rows * 1.4), squeeze=False)
+        figure = Figure(figsize=(columns * 1.2, rows * 1.4))
+        axes = figure.subplots(rows, columns, squeeze=False)
         for axis in axes.flat:
             axis.axis("off")
         for axis, (image, pred, target) in zip(axes.flat, self.wrong, strict=False):

@@ -7,14 +7,14 @@ checkpoint itself is read with ``weights_only=True`` too, so exporting never run
 pickled code; Lightning and Hydra are not needed.
 
 :func:`find_checkpoint` picks which checkpoint to export from a run folder, a sweep
-folder, a ``.ckpt`` file, or (with no argument) the newest run under ``logs/train``.
+folder, a ``.ckpt`` file, or (with no argument) the newest run under ``logs/train``;
+the run folder's layout is :mod:`digit_classifier.runs`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import pickle
 import re
 from collections.abc import Mapping
@@ -25,17 +25,23 @@ from typing import Any
 
 import torch
 
-from digit_classifier.inference import (
+from digit_classifier.runs import (
+    BEST_CHECKPOINT,
+    CHECKPOINT_DIR,
+    METRICS_FILE,
+    RunFolder,
+    RunMetrics,
+    finite_float,
+)
+from digit_classifier.runtime.inference import (
     METADATA_FILE,
     NETWORK_FILE,
     WEIGHTS_FILE,
     network_from_state,
 )
+from digit_classifier.sweeps.summary import best_trial
 
 NET_PREFIX = "net."
-BEST_CKPT = Path("checkpoints") / "best.ckpt"
-METRICS_FILE = "metrics.json"
-HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 DEFAULT_LOGS_DIR = Path("logs") / "train"
 
 
@@ -111,86 +117,57 @@ def checkpoint_val_acc(checkpoint: Mapping[str, Any]) -> float | None:
         if state.get("monitor") != "val/acc":
             continue
         for name in ("current_score", "best_model_score"):
-            value = _as_float(state.get(name))
+            value = finite_float(state.get(name))
             if value is not None:
                 return value
     return None
 
 
-def run_dir_of(checkpoint_path: Path) -> Path | None:
+def run_dir_of(checkpoint_path: Path) -> RunFolder | None:
     """The run folder holding ``<run>/checkpoints/<file>.ckpt``, if it looks like one."""
     parent = checkpoint_path.resolve().parent
-    if parent.name != "checkpoints":
+    if parent.name != CHECKPOINT_DIR:
         return None
-    run_dir = parent.parent
-    if (run_dir / METRICS_FILE).is_file() or (run_dir / HYDRA_CONFIG).is_file():
-        return run_dir
-    return None
+    run = RunFolder(parent.parent)
+    return run if run.metrics() is not None or run.config() is not None else None
 
 
-def read_metrics(run_dir: Path) -> dict[str, Any]:
-    try:
-        metrics = json.loads((run_dir / METRICS_FILE).read_text())
-    except (OSError, ValueError):
-        return {}
-    return metrics if isinstance(metrics, dict) else {}
-
-
-def read_config(run_dir: Path) -> dict[str, Any] | None:
-    """The composed Hydra config of a run, as plain data (interpolations left as text)."""
-    path = run_dir / HYDRA_CONFIG
-    if not path.is_file():
-        return None
-    import yaml
-
-    try:
-        return yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
-        return None
-
-
-def best_checkpoint_of_run(run_dir: Path) -> Path:
-    """``best_ckpt_path`` from ``metrics.json`` if it exists, else ``checkpoints/best.ckpt``."""
-    recorded = read_metrics(run_dir).get("best_ckpt_path")
-    if isinstance(recorded, str) and recorded:
-        for candidate in (Path(recorded), run_dir / recorded):
-            if candidate.is_file():
-                return candidate
-    if (run_dir / BEST_CKPT).is_file():
-        return run_dir / BEST_CKPT
-    raise ExportError(f"No best checkpoint in run folder {run_dir} (looked for {BEST_CKPT}).")
-
-
-def best_run_of_sweep(sweep_dir: Path) -> Path:
-    """The trial folder whose ``metrics.json`` has the highest ``best_val_acc``."""
-    scored = []
-    for metrics_path in sorted(sweep_dir.glob(f"**/{METRICS_FILE}")):
-        score = _as_float(read_metrics(metrics_path.parent).get("best_val_acc"))
-        if score is not None:
-            scored.append((score, metrics_path.parent))
-    if not scored:
+def best_checkpoint_of_run(run: RunFolder) -> Path:
+    checkpoint = run.best_checkpoint()
+    if checkpoint is None:
         raise ExportError(
-            f"{sweep_dir} is neither a run folder nor a sweep folder: no {METRICS_FILE} "
-            "with a numeric best_val_acc below it."
+            f"No best checkpoint in run folder {run.path} (looked for {run.default_best_checkpoint})."
         )
-    return max(scored, key=lambda item: item[0])[1]
+    return checkpoint
 
 
-def newest_run(logs_dir: Path) -> Path:
+def best_checkpoint_of_sweep(sweep_dir: Path) -> Path:
+    """The best checkpoint of the sweep's best trial, by the sweep summary's own rule."""
+    best = best_trial(sweep_dir)
+    if best is None or not best.best_ckpt_path:
+        raise ExportError(
+            f"{sweep_dir} is neither a run folder nor a sweep folder with a finished trial "
+            f"(no {METRICS_FILE} with a best checkpoint below it)."
+        )
+    return Path(best.best_ckpt_path)
+
+
+def newest_run(logs_dir: Path) -> RunFolder:
     """The most recently finished run under ``logs_dir`` (by metrics or best checkpoint time)."""
-    markers = [*logs_dir.glob(f"**/{METRICS_FILE}"), *logs_dir.glob(f"**/{BEST_CKPT}")]
+    best_name = f"{CHECKPOINT_DIR}/{BEST_CHECKPOINT}.ckpt"
+    markers = [*logs_dir.glob(f"**/{METRICS_FILE}"), *logs_dir.glob(f"**/{best_name}")]
     if not markers:
         raise ExportError(f"No training runs under {logs_dir}; train one or pass a path.")
     newest = max(markers, key=lambda path: path.stat().st_mtime)
-    return newest.parent if newest.name == METRICS_FILE else newest.parent.parent
+    return RunFolder(newest.parent if newest.name == METRICS_FILE else newest.parent.parent)
 
 
 def find_checkpoint(target: str | Path | None = None, logs_dir: str | Path = DEFAULT_LOGS_DIR) -> Path:
     """Pick the checkpoint to export.
 
-    ``target`` may be a ``.ckpt`` file, a run folder (its best checkpoint), a sweep
-    folder (the best checkpoint of the trial with the highest ``best_val_acc``) or None
-    (the best checkpoint of the newest run under ``logs_dir``).
+    ``target`` may be a ``.ckpt`` file, a run folder (its best checkpoint), a sweep folder
+    (the best checkpoint of its best trial, :func:`digit_classifier.sweeps.summary.best_trial`)
+    or None (the best checkpoint of the newest run under ``logs_dir``).
     """
     if target is None:
         return best_checkpoint_of_run(newest_run(Path(logs_dir)))
@@ -201,9 +178,9 @@ def find_checkpoint(target: str | Path | None = None, logs_dir: str | Path = DEF
         return path
     if not path.is_dir():
         raise ExportError(f"No such checkpoint, run folder or sweep folder: {path}")
-    if (path / METRICS_FILE).is_file() or (path / "checkpoints").is_dir():
-        return best_checkpoint_of_run(path)
-    return best_checkpoint_of_run(best_run_of_sweep(path))
+    if (path / METRICS_FILE).is_file() or (path / CHECKPOINT_DIR).is_dir():
+        return best_checkpoint_of_run(RunFolder(path))
+    return best_checkpoint_of_sweep(path)
 
 
 def export_checkpoint(checkpoint_path: str | Path, out_dir: str | Path) -> ExportedModel:
@@ -228,46 +205,31 @@ def export_checkpoint(checkpoint_path: str | Path, out_dir: str | Path) -> Expor
 
 
 def _metadata(checkpoint_path: Path, checkpoint: Mapping[str, Any], spec: dict[str, Any]) -> dict[str, Any]:
-    run_dir = run_dir_of(checkpoint_path)
-    metrics = read_metrics(run_dir) if run_dir else {}
-    is_best = run_dir is not None and _same_file(checkpoint_path, _recorded_best(run_dir))
+    run = run_dir_of(checkpoint_path)
+    metrics = (run.metrics() if run else None) or RunMetrics()
+    is_best = run is not None and _same_file(checkpoint_path, run.best_checkpoint())
     val_acc = checkpoint_val_acc(checkpoint)
     if val_acc is None and is_best:
-        val_acc = _as_float(metrics.get("best_val_acc"))
+        val_acc = finite_float(metrics.best_val_acc)
     return {
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z"),
         "source_checkpoint": str(checkpoint_path.resolve()),
         "source_sha256": _sha256(checkpoint_path),
-        "run_dir": str(run_dir) if run_dir else None,
+        "run_dir": str(run.path) if run else None,
         "network": spec,
         "val_acc": val_acc,
-        "test_acc": _as_float(metrics.get("test_acc")) if is_best else None,
-        "test_loss": _as_float(metrics.get("test_loss")) if is_best else None,
+        "test_acc": finite_float(metrics.test_acc) if is_best else None,
+        "test_loss": finite_float(metrics.test_loss) if is_best else None,
         "epoch": checkpoint.get("epoch"),
         "global_step": checkpoint.get("global_step"),
         "lightning_version": checkpoint.get("pytorch-lightning_version"),
         "torch_version": torch.__version__,
-        "config": read_config(run_dir) if run_dir else None,
+        "config": run.config() if run else None,
     }
-
-
-def _recorded_best(run_dir: Path) -> Path | None:
-    try:
-        return best_checkpoint_of_run(run_dir)
-    except ExportError:
-        return None
 
 
 def _same_file(a: Path, b: Path | None) -> bool:
     return b is not None and a.resolve() == b.resolve()
-
-
-def _as_float(value: Any) -> float | None:
-    if isinstance(value, torch.Tensor) and value.numel() == 1:
-        value = value.item()
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def _sha256(path: Path) -> str:

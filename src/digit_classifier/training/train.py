@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -18,10 +17,10 @@ from lightning import Callback, LightningDataModule, LightningModule, Trainer, s
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-log = logging.getLogger(__name__)
+from digit_classifier.runs import RunMetrics, finite_float
+from digit_classifier.training.configs import CONFIG_DIR
 
-CONFIG_DIR = Path(__file__).resolve().parents[2] / "configs"
-"""The repo's ``configs/``; the package is meant to be used from a checkout."""
+log = logging.getLogger(__name__)
 
 
 def instantiate_list(group: DictConfig | None) -> list[Any]:
@@ -56,10 +55,6 @@ def log_hyperparameters(cfg: DictConfig, trainer: Trainer) -> None:
         logger.log_hyperparams(params, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
 
 
-def _as_float(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float, torch.Tensor)) else None
-
-
 def train(cfg: DictConfig) -> dict[str, float | None]:
     """Fit, optionally test with the best checkpoint, and write ``metrics.json``."""
     if cfg.get("seed") is not None:
@@ -71,33 +66,32 @@ def train(cfg: DictConfig) -> dict[str, float | None]:
 
     trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     fit_seconds = time.perf_counter() - started
-    metrics = {name: _as_float(value) for name, value in trainer.callback_metrics.items()}
+    metrics = {name: finite_float(value) for name, value in trainer.callback_metrics.items()}
 
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or None
     last_path = _latest_checkpoint(trainer)
-    best_score = _as_float(getattr(checkpoint, "best_model_score", None))
+    best_score = finite_float(getattr(checkpoint, "best_model_score", None))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=False)
-        metrics.update({name: _as_float(v) for name, v in trainer.callback_metrics.items()})
+        metrics.update({name: finite_float(v) for name, v in trainer.callback_metrics.items()})
 
-    summary = {
-        "best_val_acc": best_score,
-        "test_acc": metrics.get("test/acc"),
-        "test_loss": metrics.get("test/loss"),
-        "best_ckpt_path": _resolved(best_path),
-        "last_ckpt_path": _resolved(last_path),
-        "epochs": trainer.current_epoch,
-        "global_step": trainer.global_step,
-        "fit_seconds": round(fit_seconds, 2),
-        "wall_time_s": round(time.perf_counter() - started, 2),
-        "metrics": metrics,
-    }
+    summary = RunMetrics(
+        best_val_acc=best_score,
+        test_acc=metrics.get("test/acc"),
+        test_loss=metrics.get("test/loss"),
+        best_ckpt_path=_resolved(best_path),
+        last_ckpt_path=_resolved(last_path),
+        epochs=trainer.current_epoch,
+        global_step=trainer.global_step,
+        fit_seconds=round(fit_seconds, 2),
+        wall_time_s=round(time.perf_counter() - started, 2),
+        metrics=metrics,
+    )
     if trainer.is_global_zero:
-        output = Path(cfg.paths.output_dir) / "metrics.json"
-        output.write_text(json.dumps(summary, indent=2) + "\n")
-        log.info("Wrote %s: val acc %s, test acc %s", output, summary["best_val_acc"], summary["test_acc"])
-    return metrics | {"best_val_acc": summary["best_val_acc"]}
+        output = summary.write(cfg.paths.output_dir)
+        log.info("Wrote %s: val acc %s, test acc %s", output, summary.best_val_acc, summary.test_acc)
+    return metrics | {"best_val_acc": summary.best_val_acc}
 
 
 def _latest_checkpoint(trainer: Trainer) -> str | None:

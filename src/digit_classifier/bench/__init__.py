@@ -1,0 +1,1 @@
+"""What the benchmark and measurement scripts share: sample sets, the HTTP load generator, reports."""

@@ -1,0 +1,74 @@
+"""The handler's own work in one process: PNG preprocessing and the forward pass.
+
+What a TorchServe worker spends per batch on top of TorchServe itself, on one torch thread
+as the workers run: ``prepare_batch`` (decode, crop, resize and centre each PNG, then
+normalise the batch), and the forward pass of the network as loaded (plain), with
+channels-last weights and input, and as served (``for_inference``).
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from itertools import count
+
+import torch
+from torch import nn
+
+from digit_classifier.runtime.inference import for_inference, prepare_batch
+from digit_classifier.runtime.preprocessing import IMAGE_SIZE, ImageLimits
+
+BATCH_SIZES = (1, 4, 8)
+PREPROCESS_BATCH = 8
+
+
+def microseconds_per_call(call: Callable[[], object], seconds: float) -> float:
+    """Median over ten rounds of the mean time per call, after a warm-up round."""
+    call()
+    calls = 1
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds / 10:
+        call()
+        calls += 1
+    rounds = []
+    for _ in range(10):
+        start = time.perf_counter()
+        for _ in range(calls):
+            call()
+        rounds.append((time.perf_counter() - start) / calls)
+    return sorted(rounds)[len(rounds) // 2] * 1e6
+
+
+def preprocessing_us(payloads: list[bytes], seconds: float) -> float:
+    """Microseconds per image for ``prepare_batch`` over batches of 8 payloads."""
+    size = PREPROCESS_BATCH
+    batches = [payloads[start : start + size] for start in range(0, len(payloads) - size + 1, size)]
+    limits = ImageLimits()
+    position = count()
+
+    def one_batch() -> None:
+        prepare_batch(batches[next(position) % len(batches)], limits)
+
+    return microseconds_per_call(one_batch, seconds) / size
+
+
+def forward_us(network: nn.Module, batch: int, channels_last: bool, seconds: float) -> float:
+    images = torch.randn(batch, 1, IMAGE_SIZE, IMAGE_SIZE)
+    if channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
+
+    def one_batch() -> None:
+        with torch.inference_mode():
+            network(images)
+
+    return microseconds_per_call(one_batch, seconds) / batch
+
+
+def network_variants(plain: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
+    """The network three ways, each with whether its input goes channels-last."""
+    return {
+        "plain": (plain, False),
+        "channels_last": (copy.deepcopy(plain).to(memory_format=torch.channels_last), True),
+        "served": (for_inference(copy.deepcopy(plain)), True),
+    }

@@ -1,0 +1,1 @@
+"""From a checkpoint to a served model: export, archive, offline predict, a local TorchServe."""

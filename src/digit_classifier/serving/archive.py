@@ -1,0 +1,122 @@
+"""Package a checkpoint as a TorchServe model archive: exactly what inference needs.
+
+A ``.mar`` holds the handler, the ``digit_classifier/runtime`` folder (packed whole, with
+the package's import-free ``__init__.py`` so that it imports under its own name), the
+exported weights and ``network.json``, ``metadata.json`` and the model config; nothing
+else. :func:`check_archive` enforces that list.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import digit_classifier
+from digit_classifier.runtime.inference import METADATA_FILE, MODEL_CONFIG_FILE, NETWORK_FILE, WEIGHTS_FILE
+from digit_classifier.serving.export import ExportError, export_checkpoint
+from digit_classifier.serving.torchserve import CONFIG_DIR
+
+PACKAGE_DIR = Path(digit_classifier.__file__).parent
+RUNTIME_DIR = PACKAGE_DIR / "runtime"
+HANDLER = PACKAGE_DIR.parents[1] / "handlers" / "digit_handler.py"
+DEFAULT_MODEL_CONFIG = CONFIG_DIR / "model-config.yaml"
+
+
+def runtime_files() -> list[Path]:
+    """The package's ``__init__.py`` and every module of ``runtime/``, relative to ``src/``."""
+    modules = sorted(path for path in RUNTIME_DIR.rglob("*.py") if "__pycache__" not in path.parts)
+    return [path.relative_to(PACKAGE_DIR.parent) for path in [PACKAGE_DIR / "__init__.py", *modules]]
+
+
+def stage_extra_files(extra: Path) -> None:
+    """Copy the runtime to ``extra``, which the archiver lays next to the handler."""
+    for relative in runtime_files():
+        (extra / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(PACKAGE_DIR.parent / relative, extra / relative)
+
+
+def build_archive(
+    checkpoint: Path,
+    model_store: Path,
+    name: str = "digit",
+    model_config: Path = DEFAULT_MODEL_CONFIG,
+    version: str = "1.0",
+    handler: Path = HANDLER,
+) -> Path:
+    """Export ``checkpoint`` and run torch-model-archiver; returns the ``.mar`` path.
+
+    Another ``handler`` (the benchmark handlers in ``handlers/bench``) is packed with the
+    production handler beside it, so that it can subclass ``DigitHandler``.
+    """
+    for path, what in ((model_config, "Model config"), (handler, "Handler")):
+        if not path.is_file():
+            raise ExportError(f"{what} not found: {path}")
+    model_store.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="digit-archive-") as tmp:
+        stage = Path(tmp)
+        extra = stage / "extra"
+        stage_extra_files(extra)
+        if handler.resolve() != HANDLER.resolve():
+            shutil.copy2(HANDLER, extra / HANDLER.name)
+        exported = export_checkpoint(checkpoint, stage / "export")
+        shutil.copy2(exported.network, extra / NETWORK_FILE)
+        metadata = {"model_name": name, "model_version": version, **exported.info}
+        (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        files = {"handler": handler, "serialized-file": exported.weights, "extra-files": extra}
+        run_archiver(name, version, files, model_config, model_store, stage / "archiver-tmp")
+    mar = model_store / f"{name}.mar"
+    check_archive(mar, handler)
+    return mar
+
+
+def run_archiver(
+    name: str, version: str, files: dict[str, Path], model_config: Path, model_store: Path, work: Path
+) -> None:
+    """``torch-model-archiver``, in a private TMPDIR: it assembles files in ``$TMPDIR/<name>``,
+    where concurrent runs would clobber each other."""
+    command = [sys.executable, "-m", "model_archiver.model_packaging", "--model-name", name]
+    command += ["--version", version, "--config-file", str(model_config), "--export-path", str(model_store)]
+    for option, path in files.items():
+        command += [f"--{option}", str(path)]
+    work.mkdir()
+    result = subprocess.run(
+        [*command, "--force"], env={**os.environ, "TMPDIR": str(work)}, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"torch-model-archiver failed:\n{result.stdout}{result.stderr}")
+
+
+def expected_files(handler: Path = HANDLER) -> set[str]:
+    """Every file a ``.mar`` built with ``handler`` holds."""
+    return {
+        "MAR-INF/MANIFEST.json",
+        HANDLER.name,
+        handler.name,
+        WEIGHTS_FILE,
+        NETWORK_FILE,
+        METADATA_FILE,
+        MODEL_CONFIG_FILE,
+        *(path.as_posix() for path in runtime_files()),
+    }
+
+
+def check_archive(mar: Path, handler: Path = HANDLER) -> None:
+    """Fail loudly if the archive lacks a file the handler needs, or holds any other."""
+    with zipfile.ZipFile(mar) as archive:
+        names = {name for name in archive.namelist() if not name.endswith("/")}
+    expected = expected_files(handler)
+    if names != expected:
+        raise RuntimeError(
+            f"{mar}: missing {sorted(expected - names)}, unexpected {sorted(names - expected)}"
+        )
+
+
+def read_metadata(mar: Path) -> dict:
+    with zipfile.ZipFile(mar) as archive:
+        return json.loads(archive.read(METADATA_FILE))

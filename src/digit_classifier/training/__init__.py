@@ -1,0 +1,1 @@
+"""Training: MNIST data module, augmentation, LightningModule, callbacks, train and eval entry points."""

@@ -1,0 +1,17 @@
+"""Where the Hydra configs are, and composing them outside ``@hydra.main`` (benchmarks, tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
+"""The checkout's ``configs/``: training is run from a checkout (``python train.py``)."""
+
+
+def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:
+    """The config ``python train.py <overrides>`` would run, without Hydra's run folder."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name, overrides=overrides)
