@@ -21,10 +21,13 @@ import yaml
 from conftest import ROOT, run_script
 from optuna.storages import InMemoryStorage
 from optuna.trial import TrialState
+from PIL import Image
 
-from hydra_plugins.digit_optuna_sweeper._impl import OptunaSearch
+from digit_classifier.sweeps.plots import study_from_snapshot
+from digit_classifier.sweeps.summary import write_summary
+from hydra_plugins.digit_optuna_sweeper._impl import TRIALS_FILE, OptunaSearch
 from hydra_plugins.digit_optuna_sweeper._space import parse_search_space
-from hydra_plugins.digit_optuna_sweeper._study import HOST, counted
+from hydra_plugins.digit_optuna_sweeper._study import HOST, counted, export_study
 
 pytestmark = pytest.mark.slow
 
@@ -115,14 +118,21 @@ def test_grid_sweep_runs_every_combination_in_its_own_folder(small_mnist: Path, 
     assert "| rank | trial |" in (sweep / "summary.md").read_text()
 
 
-def test_optuna_search_names_folders_by_trial_and_picks_the_best(small_mnist: Path, tmp_path: Path) -> None:
-    sweep = tmp_path / "search"
+@pytest.fixture(scope="module")
+def search(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep folder of a finished three-trial search, two epochs each, pruning on."""
+    sweep = tmp_path_factory.mktemp("search") / "sweep"
     run_script(
         "train.py",
         *tiny_search(small_mnist, sweep, 3, "trainer.max_epochs=2"),
         "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0",
     )
+    return sweep
+
+
+def test_optuna_search_names_folders_by_trial_and_picks_the_best(search: Path) -> None:
+    sweep = search
     study = load_study(sweep)
     assert [t.number for t in study.trials] == [0, 1, 2]
     assert trial_dirs(sweep) == {"0", "1", "2"}
@@ -149,6 +159,47 @@ def test_optuna_search_names_folders_by_trial_and_picks_the_best(small_mnist: Pa
     assert results["best_trial"] == study.best_trial.number
 
 
+def test_search_ends_with_optunas_plots_linked_from_the_summary(search: Path) -> None:
+    complete = [t for t in load_study(search).trials if t.state == TrialState.COMPLETE]
+    expected = {"optimization_history", "parallel_coordinate", "slice"}
+    if len(complete) >= 2:
+        expected.add("param_importances")
+    assert {path.stem for path in search.glob("*.png")} == expected
+    summary = (search / "summary.md").read_text()
+    for name in expected:
+        assert f"]({name}.png)" in summary
+        with Image.open(search / f"{name}.png") as image:
+            assert image.width >= 800 and image.height >= 300
+
+
+def test_plots_show_the_studys_trials_under_their_numbers(search: Path) -> None:
+    snapshot = json.loads((search / TRIALS_FILE).read_text())
+    rebuilt, stored = study_from_snapshot(snapshot), load_study(search)
+    assert [(t.number, t.state, t.value, t.params) for t in rebuilt.trials] == [
+        (t.number, t.state, t.value, t.params) for t in stored.trials
+    ]
+
+
+def test_importances_wait_for_two_completed_trials(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    distributions = parse_search_space(SEARCH, []).distributions
+    study.tell(study.ask(distributions), 0.5)
+    pruned = study.ask(distributions)
+    pruned.report(0.1, step=0)
+    study.tell(pruned, state=TrialState.PRUNED)
+    export_study(study, None, 2, tmp_path / TRIALS_FILE)
+
+    write_summary(tmp_path, plots=True)
+    assert {path.stem for path in tmp_path.glob("*.png")} == {
+        "optimization_history",
+        "parallel_coordinate",
+        "slice",
+    }
+    assert (
+        "Parameter importances: needs 2 completed trials (1 so far)." in (tmp_path / "summary.md").read_text()
+    )
+
+
 def test_pruner_stops_hopeless_trials_after_an_epoch(small_mnist: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "pruned"
     run_script(
@@ -165,6 +216,8 @@ def test_pruner_stops_hopeless_trials_after_an_epoch(small_mnist: Path, tmp_path
     assert row["state"] == "pruned" and row["epochs"] == "1"
     assert float(row["best_val_acc"]) == pytest.approx(trial.intermediate_values[0])
     assert not (sweep / "best.json").exists()
+    assert not list(sweep.glob("*.png"))
+    assert "Optimisation history: needs 1 completed trial (0 so far)." in (sweep / "summary.md").read_text()
 
 
 def _start(overrides: list[str], log: Path) -> subprocess.Popen:
