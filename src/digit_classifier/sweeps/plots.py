@@ -68,7 +68,12 @@ def study_from_snapshot(snapshot: dict[str, Any]) -> Study:
     """
     storage = InMemoryStorage()
     direction = StudyDirection[snapshot["direction"].upper()]
-    storage.create_new_study([direction], snapshot["study_name"])
+    verbosity = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # not "A new study created in memory"
+    try:
+        storage.create_new_study([direction], snapshot["study_name"])
+    finally:
+        optuna.logging.set_verbosity(verbosity)
     study = optuna.load_study(study_name=snapshot["study_name"], storage=storage)
     for record in sorted(snapshot["trials"], key=lambda r: r["number"]):
         trial = _frozen(record)
