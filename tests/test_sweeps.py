@@ -13,21 +13,25 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
 import yaml
 from conftest import ROOT, run_script
-from optuna.storages import InMemoryStorage
+from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.trial import TrialState
 from PIL import Image
+from postgres_support import local_postgres
 
 from digit_classifier.sweeps.plots import study_from_snapshot
 from digit_classifier.sweeps.summary import write_summary
 from hydra_plugins.digit_optuna_sweeper._impl import TRIALS_FILE, OptunaSearch
 from hydra_plugins.digit_optuna_sweeper._space import parse_search_space
-from hydra_plugins.digit_optuna_sweeper._study import HOST, counted, export_study
+from hydra_plugins.digit_optuna_sweeper._study import HOST, counted, export_study, trial_id
 
 pytestmark = pytest.mark.slow
 
@@ -55,20 +59,26 @@ def tiny(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
     ]
 
 
-def tiny_search(data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str) -> list[str]:
+def sqlite_storage(sweep_dir: Path) -> str:
+    return f"sqlite:///{sweep_dir.parent / 'study.db'}"
+
+
+def tiny_search(
+    data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str, storage: str | None = None
+) -> list[str]:
+    """An Optuna search of tiny trials; its study in SQLite beside ``sweep_dir`` unless ``storage``."""
     return tiny(
         data_dir,
         sweep_dir,
         "hparams_search=optuna",
-        f"hydra.sweeper.storage=sqlite:///{sweep_dir.parent / 'study.db'}",
+        f"hydra.sweeper.storage={storage or sqlite_storage(sweep_dir)}",
         f"hydra.sweeper.n_trials={n_trials}",
         *extra,
     )
 
 
-def load_study(sweep_dir: Path) -> optuna.Study:
-    storage = f"sqlite:///{sweep_dir.parent / 'study.db'}"
-    return optuna.load_study(study_name="digit_cnn_tpe", storage=storage)
+def load_study(sweep_dir: Path, storage: str | None = None, name: str = "digit_cnn_tpe") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage or sqlite_storage(sweep_dir))
 
 
 def overrides(trial_dir: Path) -> list[str]:
@@ -281,25 +291,127 @@ def test_killed_search_resumes_without_rerunning_finished_trials(small_mnist: Pa
     assert best["trial"] == str(study.best_trial.number)
 
 
-def test_two_workers_share_one_sqlite_study(small_mnist: Path, tmp_path: Path) -> None:
+README_SQL = ("CREATE ROLE optuna LOGIN PASSWORD '{password}'", "CREATE DATABASE optuna OWNER optuna")
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL database set up as the README says: a role and a database, the
+    password in a password file (``~/.pgpass``; here the file ``PGPASSFILE`` names), and a
+    storage URL without it."""
+    password = "worker-secret"
+    with local_postgres() as server:
+        server.execute(*(statement.format(password=password) for statement in README_SQL))
+        pgpass = tmp_path_factory.mktemp("postgres") / "pgpass"
+        pgpass.write_text(f"{server.host}:{server.port}:optuna:optuna:{password}\n")
+        pgpass.chmod(0o600)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("PGPASSFILE", str(pgpass))
+            yield f"postgresql+psycopg://optuna@{server.host}:{server.port}/optuna"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_one_study(
+    backend: str, small_mnist: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     sweep = tmp_path / "shared"
-    command = tiny_search(small_mnist, sweep, 4)
+    storage = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    command = tiny_search(small_mnist, sweep, 4, "trainer.max_epochs=2", storage=storage)
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
     workers = [_start(command, log) for log in logs]
     for worker, log in zip(workers, logs, strict=True):
         _finished(worker, log)
 
-    study = load_study(sweep)
+    study = load_study(sweep, storage)
     trials = counted(study.trials)
     assert len(trials) == 4
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert trial_dirs(sweep) == {str(t.number) for t in trials}
     params = {tuple(sorted(t.params.items())) for t in trials}
     assert len(params) == 4, "workers proposed the same parameters twice"
-    by_worker = {t.user_attrs["worker"] for t in trials}
-    print(f"trials per worker: {[t.user_attrs['worker'] for t in trials]}")
-    assert all(w.startswith(f"{HOST}:") for w in by_worker)
-    assert len(summary_rows(sweep)) == 4
+    ran = Counter(t.user_attrs["worker"] for t in trials)
+    print(f"{backend}: trials per worker {dict(ran)}")
+    assert set(ran) == {f"{HOST}:{worker.pid}" for worker in workers}, f"one worker ran them all: {ran}"
+
+    best = json.loads((sweep / "best.json").read_text())
+    assert best["trial"] == str(study.best_trial.number)
+    rows = summary_rows(sweep)
+    assert len(rows) == 4 and rows[0]["trial"] == best["trial"]
+
+
+HEARTBEAT_S, GRACE_S = 1, 3
+
+
+def _kill_mid_trial(study_name: str, storage: str, workers: list[subprocess.Popen]) -> tuple[int, datetime]:
+    """Kill the first worker seen running a trial; return that trial's number and when.
+
+    Workers on one host find each other's dead trials by process id straight away. So that
+    only the storage heartbeat can reveal this one, the trial's ``worker`` is first set to
+    another host's name, as a worker on another machine would have left it.
+    """
+    by_pid = {worker.pid: worker for worker in workers}
+    rdb = RDBStorage(storage)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert all(w.poll() is None for w in workers), "a worker ended before any trial ran"
+        try:
+            study = optuna.load_study(study_name=study_name, storage=rdb)
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
+        if running:
+            trial = running[0]
+            rdb.set_trial_user_attr(trial_id(rdb, study_name, trial.number), "worker", "another-host:1")
+            victim = by_pid[int(trial.user_attrs["worker"].rpartition(":")[2])]
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()
+            killed_at = datetime.now()
+            assert study.trials[trial.number].state == TrialState.RUNNING, "it finished before the kill"
+            return trial.number, killed_at
+        time.sleep(0.2)
+    raise AssertionError("no trial started within 180 s")
+
+
+def test_trial_of_a_worker_that_died_elsewhere_is_retried_after_the_grace_period(
+    small_mnist: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    sweep = tmp_path / "heartbeat"
+    command = tiny_search(
+        small_mnist,
+        sweep,
+        4,
+        "trainer.max_epochs=2",
+        "hydra.sweeper.study_name=heartbeat",
+        f"hydra.sweeper.heartbeat_interval={HEARTBEAT_S}",
+        f"hydra.sweeper.grace_period={GRACE_S}",
+        storage=postgres_url,
+    )
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    workers = [_start(command, log) for log in logs]
+    try:
+        # The first trial leaves three of four to the other worker: time enough to outlast the grace.
+        number, killed_at = _kill_mid_trial("heartbeat", postgres_url, workers)
+        survivor, log = next((w, g) for w, g in zip(workers, logs, strict=True) if w.poll() is None)
+        _finished(survivor, log)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+    study = load_study(sweep, postgres_url, name="heartbeat")
+    dead = study.trials[number]
+    (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
+    print(f"trial {number} killed, retried as trial {retry.number} after {retry.datetime_start - killed_at}")
+    assert dead.state == TrialState.FAIL
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert retry.user_attrs["worker"] == f"{HOST}:{survivor.pid}"
+    assert retry.datetime_start >= killed_at + timedelta(seconds=GRACE_S - HEARTBEAT_S)
+    trials = counted(study.trials)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    rows = {r["trial"]: r for r in summary_rows(sweep)}
+    assert rows[str(number)]["state"] == "interrupted"
+    assert rows[str(retry.number)]["note"] == f"retry of #{number}"
 
 
 def _search(storage: optuna.storages.BaseStorage, n_trials: int, seed: int = 7) -> OptunaSearch:
