@@ -20,6 +20,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import requests
 import yaml
 from conftest import ROOT, run_script
 from optuna.storages import InMemoryStorage, RDBStorage
@@ -27,6 +28,7 @@ from optuna.trial import TrialState
 from PIL import Image
 from postgres_support import local_postgres
 
+from digit_classifier.serving.torchserve import free_ports
 from digit_classifier.sweeps.plots import study_from_snapshot
 from digit_classifier.sweeps.summary import write_summary
 from hydra_plugins.digit_optuna_sweeper._impl import TRIALS_FILE, OptunaSearch
@@ -188,6 +190,32 @@ def test_plots_show_the_studys_trials_under_their_numbers(search: Path) -> None:
     assert [(t.number, t.state, t.value, t.params) for t in rebuilt.trials] == [
         (t.number, t.state, t.value, t.params) for t in stored.trials
     ]
+
+
+def test_optuna_dashboard_opens_the_study(search: Path, tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    command = [str(Path(sys.executable).with_name("optuna-dashboard")), sqlite_storage(search)]
+    log = tmp_path / "dashboard.log"
+    with log.open("w") as output:
+        dashboard = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)], stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert dashboard.poll() is None, f"optuna-dashboard exited:\n{log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "optuna-dashboard did not answer within 60 s"
+            try:
+                studies = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=5).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
+    (study,) = studies["study_summaries"]
+    assert study["study_name"] == "digit_cnn_tpe"
+    assert study["directions"] == ["maximize"]
 
 
 def test_importances_wait_for_two_completed_trials(tmp_path: Path) -> None:
