@@ -27,6 +27,10 @@ from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.trial import TrialState
 from PIL import Image
 from postgres_support import local_postgres
+from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util.tensor_util import make_ndarray
 
 from digit_classifier.serving.torchserve import free_ports
 from digit_classifier.sweeps.plots import study_from_snapshot
@@ -46,7 +50,7 @@ SEARCH = {
 }
 
 
-def tiny(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
+def tiny(data_dir: Path, sweep_dir: Path, *extra: str, logger: str = "none") -> list[str]:
     """A multirun of a-few-batch trials into ``sweep_dir``."""
     return [
         "-m",
@@ -54,7 +58,7 @@ def tiny(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
         f"data.data_dir={data_dir}",
         "data.val_size=200",
         "data.download=false",
-        "logger=none",
+        f"logger={logger}",
         "callbacks.lr_monitor=null",
         f"hydra.sweep.dir={sweep_dir}",
         *extra,
@@ -128,6 +132,53 @@ def test_grid_sweep_runs_every_combination_in_its_own_folder(small_mnist: Path, 
     assert best["best_ckpt_path"] == metrics(sweep / best_dir)["best_ckpt_path"]
     assert Path(best["best_ckpt_path"]).is_file()
     assert "| rank | trial |" in (sweep / "summary.md").read_text()
+
+
+TUNED = {
+    "model.net.name",
+    "model.net.width",
+    "optimizer",
+    "optimizer.lr",
+    "scheduler",
+    "data.batch_size",
+    "data.augment.strength",
+    "trainer.max_epochs",
+    "trainer.precision",
+    "seed",
+}
+FINAL = {"final/best_val_acc": "best_val_acc", "final/test_acc": "test_acc", "final/test_loss": "test_loss"}
+
+
+def _hparams_plugin_data(events: EventAccumulator, tag: str) -> plugin_data_pb2.HParamsPluginData:
+    return plugin_data_pb2.HParamsPluginData.FromString(events.SummaryMetadata(tag).plugin_data.content)
+
+
+def test_tensorboard_hparams_compare_the_trials_of_a_grid(small_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "grid"
+    run_script("train.py", *tiny(small_mnist, sweep, "optimizer.lr=1e-3,3e-3", logger="tensorboard"))
+    runs = EventMultiplexer().AddRunsFromDirectory(str(sweep))
+    runs.Reload()
+    assert set(runs.Runs()) == {"0/tensorboard", "1/tensorboard"}, "tensorboard --logdir <sweep> lists both"
+
+    for trial, lr in (("0", 1e-3), ("1", 3e-3)):
+        events = runs.GetAccumulator(f"{trial}/tensorboard")
+        start = _hparams_plugin_data(events, "_hparams_/session_start_info").session_start_info
+        knobs = {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}
+        assert set(knobs) >= TUNED, TUNED - set(knobs)
+        assert not [k for k in knobs if "_target_" in k or k.split(".")[0] in ("paths", "callbacks", "hydra")]
+        config = yaml.safe_load((sweep / trial / ".hydra" / "config.yaml").read_text())
+        assert knobs["optimizer.lr"] == pytest.approx(lr)
+        assert knobs["optimizer"] == config["optimizer"]["_target_"].rpartition(".")[2]
+        assert knobs["data.batch_size"] == config["data"]["batch_size"]
+        assert knobs["trainer.max_epochs"] == 1 and knobs["seed"] == config["seed"]
+
+        experiment = _hparams_plugin_data(events, "_hparams_/experiment").experiment
+        assert {info.name.tag for info in experiment.metric_infos} == set(FINAL)
+        recorded = metrics(sweep / trial)
+        for tag, key in FINAL.items():
+            # The HParams tab shows a metric's last value, as read here.
+            last = make_ndarray(events.Tensors(tag)[-1].tensor_proto).item()
+            assert last == pytest.approx(recorded[key], rel=1e-6), tag
 
 
 @pytest.fixture(scope="module")
