@@ -63,8 +63,8 @@ def _frozen(record: dict[str, Any]) -> FrozenTrial:
 def study_from_snapshot(snapshot: dict[str, Any]) -> Study:
     """An in-memory study holding the snapshot's trials, each under its own number.
 
-    Trials that no longer count (interrupted and retried, or surplus) are kept as failed:
-    the plots leave failed trials out, and the numbers stay those of the summary.
+    Trials that no longer count (interrupted and retried, or surplus) are failed ones, which
+    the plots leave out; keeping them keeps the numbers those of the summary.
     """
     storage = InMemoryStorage()
     direction = StudyDirection[snapshot["direction"].upper()]
@@ -75,11 +75,7 @@ def study_from_snapshot(snapshot: dict[str, Any]) -> Study:
     finally:
         optuna.logging.set_verbosity(verbosity)
     study = optuna.load_study(study_name=snapshot["study_name"], storage=storage)
-    for record in sorted(snapshot["trials"], key=lambda r: r["number"]):
-        trial = _frozen(record)
-        if record.get("replaced") or record.get("user_attrs", {}).get("surplus"):
-            trial.state, trial.value = TrialState.FAIL, None
-        study.add_trial(trial)
+    study.add_trials(_frozen(record) for record in sorted(snapshot["trials"], key=lambda r: r["number"]))
     return study
 
 
@@ -124,7 +120,7 @@ def draw_plots(sweep_dir: Path, snapshot: dict[str, Any]) -> list[Path]:
 
 def markdown(sweep_dir: Path, snapshot: dict[str, Any]) -> list[str]:
     """The summary's section on the plots: each PNG in the folder, or why it is missing."""
-    complete = sum(t["state"] == "complete" and not t.get("replaced") for t in snapshot["trials"])
+    complete = sum(t["state"] == "complete" for t in snapshot["trials"])
     lines = ["## Plots"]
     for plot in PLOTS:
         if (sweep_dir / f"{plot.name}.png").exists():
