@@ -481,7 +481,8 @@ def test_trial_of_a_worker_that_died_elsewhere_is_retried_after_the_grace_period
     study = load_study(sweep, postgres_url, name="heartbeat")
     dead = study.trials[number]
     (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
-    print(f"trial {number} killed, retried as trial {retry.number} after {retry.datetime_start - killed_at}")
+    ran = Counter(t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs)
+    print(f"trial {number} killed, retried as {retry.number} {retry.datetime_start - killed_at} later; {ran}")
     assert dead.state == TrialState.FAIL
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs["worker"] == f"{HOST}:{survivor.pid}"
