@@ -13,18 +13,31 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
+from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import optuna
 import pytest
+import requests
 import yaml
 from conftest import ROOT, run_script
-from optuna.storages import InMemoryStorage
+from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.trial import TrialState
+from PIL import Image
+from postgres_support import local_postgres
+from tensorboard.backend.event_processing.plugin_event_accumulator import EventAccumulator
+from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+from tensorboard.plugins.hparams import plugin_data_pb2
+from tensorboard.util.tensor_util import make_ndarray
 
-from hydra_plugins.digit_optuna_sweeper._impl import OptunaSearch
+from digit_classifier.serving.torchserve import free_ports
+from digit_classifier.sweeps.plots import study_from_snapshot
+from digit_classifier.sweeps.summary import write_summary
+from hydra_plugins.digit_optuna_sweeper._impl import TRIALS_FILE, OptunaSearch
 from hydra_plugins.digit_optuna_sweeper._space import parse_search_space
-from hydra_plugins.digit_optuna_sweeper._study import HOST, counted
+from hydra_plugins.digit_optuna_sweeper._study import HOST, counted, export_study, trial_id
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +50,7 @@ SEARCH = {
 }
 
 
-def tiny(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
+def tiny(data_dir: Path, sweep_dir: Path, *extra: str, logger: str = "none") -> list[str]:
     """A multirun of a-few-batch trials into ``sweep_dir``."""
     return [
         "-m",
@@ -45,27 +58,33 @@ def tiny(data_dir: Path, sweep_dir: Path, *extra: str) -> list[str]:
         f"data.data_dir={data_dir}",
         "data.val_size=200",
         "data.download=false",
-        "logger=none",
+        f"logger={logger}",
         "callbacks.lr_monitor=null",
         f"hydra.sweep.dir={sweep_dir}",
         *extra,
     ]
 
 
-def tiny_search(data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str) -> list[str]:
+def sqlite_storage(sweep_dir: Path) -> str:
+    return f"sqlite:///{sweep_dir.parent / 'study.db'}"
+
+
+def tiny_search(
+    data_dir: Path, sweep_dir: Path, n_trials: int, *extra: str, storage: str | None = None
+) -> list[str]:
+    """An Optuna search of tiny trials; its study in SQLite beside ``sweep_dir`` unless ``storage``."""
     return tiny(
         data_dir,
         sweep_dir,
         "hparams_search=optuna",
-        f"hydra.sweeper.storage=sqlite:///{sweep_dir.parent / 'study.db'}",
+        f"hydra.sweeper.storage={storage or sqlite_storage(sweep_dir)}",
         f"hydra.sweeper.n_trials={n_trials}",
         *extra,
     )
 
 
-def load_study(sweep_dir: Path) -> optuna.Study:
-    storage = f"sqlite:///{sweep_dir.parent / 'study.db'}"
-    return optuna.load_study(study_name="digit_cnn_tpe", storage=storage)
+def load_study(sweep_dir: Path, storage: str | None = None, name: str = "digit_cnn_tpe") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=storage or sqlite_storage(sweep_dir))
 
 
 def overrides(trial_dir: Path) -> list[str]:
@@ -115,14 +134,68 @@ def test_grid_sweep_runs_every_combination_in_its_own_folder(small_mnist: Path, 
     assert "| rank | trial |" in (sweep / "summary.md").read_text()
 
 
-def test_optuna_search_names_folders_by_trial_and_picks_the_best(small_mnist: Path, tmp_path: Path) -> None:
-    sweep = tmp_path / "search"
+TUNED = {
+    "model.net.name",
+    "model.net.width",
+    "optimizer",
+    "optimizer.lr",
+    "scheduler",
+    "data.batch_size",
+    "data.augment.strength",
+    "trainer.max_epochs",
+    "trainer.precision",
+    "seed",
+}
+FINAL = {"final/best_val_acc": "best_val_acc", "final/test_acc": "test_acc", "final/test_loss": "test_loss"}
+
+
+def _hparams_plugin_data(events: EventAccumulator, tag: str) -> plugin_data_pb2.HParamsPluginData:
+    return plugin_data_pb2.HParamsPluginData.FromString(events.SummaryMetadata(tag).plugin_data.content)
+
+
+def test_tensorboard_hparams_compare_the_trials_of_a_grid(small_mnist: Path, tmp_path: Path) -> None:
+    sweep = tmp_path / "grid"
+    run_script("train.py", *tiny(small_mnist, sweep, "optimizer.lr=1e-3,3e-3", logger="tensorboard"))
+    runs = EventMultiplexer().AddRunsFromDirectory(str(sweep))
+    runs.Reload()
+    assert set(runs.Runs()) == {"0/tensorboard", "1/tensorboard"}, "tensorboard --logdir <sweep> lists both"
+
+    for trial, lr in (("0", 1e-3), ("1", 3e-3)):
+        events = runs.GetAccumulator(f"{trial}/tensorboard")
+        start = _hparams_plugin_data(events, "_hparams_/session_start_info").session_start_info
+        knobs = {name: getattr(value, value.WhichOneof("kind")) for name, value in start.hparams.items()}
+        assert set(knobs) >= TUNED, TUNED - set(knobs)
+        assert not [k for k in knobs if "_target_" in k or k.split(".")[0] in ("paths", "callbacks", "hydra")]
+        config = yaml.safe_load((sweep / trial / ".hydra" / "config.yaml").read_text())
+        assert knobs["optimizer.lr"] == pytest.approx(lr)
+        assert knobs["optimizer"] == config["optimizer"]["_target_"].rpartition(".")[2]
+        assert knobs["data.batch_size"] == config["data"]["batch_size"]
+        assert knobs["trainer.max_epochs"] == 1 and knobs["seed"] == config["seed"]
+
+        experiment = _hparams_plugin_data(events, "_hparams_/experiment").experiment
+        assert {info.name.tag for info in experiment.metric_infos} == set(FINAL)
+        recorded = metrics(sweep / trial)
+        for tag, key in FINAL.items():
+            # The HParams tab shows a metric's last value, as read here.
+            last = make_ndarray(events.Tensors(tag)[-1].tensor_proto).item()
+            assert last == pytest.approx(recorded[key], rel=1e-6), tag
+
+
+@pytest.fixture(scope="module")
+def search(small_mnist: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sweep folder of a finished three-trial search, two epochs each, pruning on."""
+    sweep = tmp_path_factory.mktemp("search") / "sweep"
     run_script(
         "train.py",
         *tiny_search(small_mnist, sweep, 3, "trainer.max_epochs=2"),
         "hydra.sweeper.pruner.n_startup_trials=1",
         "hydra.sweeper.pruner.n_warmup_steps=0",
     )
+    return sweep
+
+
+def test_optuna_search_names_folders_by_trial_and_picks_the_best(search: Path) -> None:
+    sweep = search
     study = load_study(sweep)
     assert [t.number for t in study.trials] == [0, 1, 2]
     assert trial_dirs(sweep) == {"0", "1", "2"}
@@ -149,6 +222,73 @@ def test_optuna_search_names_folders_by_trial_and_picks_the_best(small_mnist: Pa
     assert results["best_trial"] == study.best_trial.number
 
 
+def test_search_ends_with_optunas_plots_linked_from_the_summary(search: Path) -> None:
+    complete = [t for t in load_study(search).trials if t.state == TrialState.COMPLETE]
+    expected = {"optimization_history", "parallel_coordinate", "slice"}
+    if len(complete) >= 2:
+        expected.add("param_importances")
+    assert {path.stem for path in search.glob("*.png")} == expected
+    summary = (search / "summary.md").read_text()
+    for name in expected:
+        assert f"]({name}.png)" in summary
+        with Image.open(search / f"{name}.png") as image:
+            assert image.width >= 800 and image.height >= 300
+
+
+def test_plots_show_the_studys_trials_under_their_numbers(search: Path) -> None:
+    snapshot = json.loads((search / TRIALS_FILE).read_text())
+    rebuilt, stored = study_from_snapshot(snapshot), load_study(search)
+    assert [(t.number, t.state, t.value, t.params) for t in rebuilt.trials] == [
+        (t.number, t.state, t.value, t.params) for t in stored.trials
+    ]
+
+
+def test_optuna_dashboard_opens_the_study(search: Path, tmp_path: Path) -> None:
+    port = free_ports(1)[0]
+    command = [str(Path(sys.executable).with_name("optuna-dashboard")), sqlite_storage(search)]
+    log = tmp_path / "dashboard.log"
+    with log.open("w") as output:
+        dashboard = subprocess.Popen(
+            [*command, "--host", "127.0.0.1", "--port", str(port)], stdout=output, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert dashboard.poll() is None, f"optuna-dashboard exited:\n{log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "optuna-dashboard did not answer within 60 s"
+            try:
+                studies = requests.get(f"http://127.0.0.1:{port}/api/studies", timeout=5).json()
+                break
+            except requests.ConnectionError:
+                time.sleep(0.3)
+    finally:
+        dashboard.terminate()
+        dashboard.wait(timeout=10)
+    (study,) = studies["study_summaries"]
+    assert study["study_name"] == "digit_cnn_tpe"
+    assert study["directions"] == ["maximize"]
+
+
+def test_importances_wait_for_two_completed_trials(tmp_path: Path) -> None:
+    study = optuna.create_study(direction="maximize")
+    distributions = parse_search_space(SEARCH, []).distributions
+    study.tell(study.ask(distributions), 0.5)
+    pruned = study.ask(distributions)
+    pruned.report(0.1, step=0)
+    study.tell(pruned, state=TrialState.PRUNED)
+    export_study(study, None, 2, tmp_path / TRIALS_FILE)
+
+    write_summary(tmp_path, plots=True)
+    assert {path.stem for path in tmp_path.glob("*.png")} == {
+        "optimization_history",
+        "parallel_coordinate",
+        "slice",
+    }
+    assert (
+        "Parameter importances: needs 2 completed trials (1 so far)." in (tmp_path / "summary.md").read_text()
+    )
+
+
 def test_pruner_stops_hopeless_trials_after_an_epoch(small_mnist: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "pruned"
     run_script(
@@ -165,6 +305,8 @@ def test_pruner_stops_hopeless_trials_after_an_epoch(small_mnist: Path, tmp_path
     assert row["state"] == "pruned" and row["epochs"] == "1"
     assert float(row["best_val_acc"]) == pytest.approx(trial.intermediate_values[0])
     assert not (sweep / "best.json").exists()
+    assert not list(sweep.glob("*.png"))
+    assert "Optimisation history: needs 1 completed trial (0 so far)." in (sweep / "summary.md").read_text()
 
 
 def _start(overrides: list[str], log: Path) -> subprocess.Popen:
@@ -228,25 +370,128 @@ def test_killed_search_resumes_without_rerunning_finished_trials(small_mnist: Pa
     assert best["trial"] == str(study.best_trial.number)
 
 
-def test_two_workers_share_one_sqlite_study(small_mnist: Path, tmp_path: Path) -> None:
+README_SQL = ("CREATE ROLE optuna LOGIN PASSWORD '{password}'", "CREATE DATABASE optuna OWNER optuna")
+
+
+@pytest.fixture(scope="module")
+def postgres_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PostgreSQL database set up as the README says: a role and a database, the
+    password in a password file (``~/.pgpass``; here the file ``PGPASSFILE`` names), and a
+    storage URL without it."""
+    password = "worker-secret"
+    with local_postgres() as server:
+        server.execute(*(statement.format(password=password) for statement in README_SQL))
+        pgpass = tmp_path_factory.mktemp("postgres") / "pgpass"
+        pgpass.write_text(f"{server.host}:{server.port}:optuna:optuna:{password}\n")
+        pgpass.chmod(0o600)
+        with pytest.MonkeyPatch.context() as env:
+            env.setenv("PGPASSFILE", str(pgpass))
+            yield f"postgresql+psycopg://optuna@{server.host}:{server.port}/optuna"
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_workers_share_one_study(
+    backend: str, small_mnist: Path, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     sweep = tmp_path / "shared"
-    command = tiny_search(small_mnist, sweep, 4)
+    storage = request.getfixturevalue("postgres_url") if backend == "postgresql" else None
+    command = tiny_search(small_mnist, sweep, 4, "trainer.max_epochs=2", storage=storage)
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
     workers = [_start(command, log) for log in logs]
     for worker, log in zip(workers, logs, strict=True):
         _finished(worker, log)
 
-    study = load_study(sweep)
+    study = load_study(sweep, storage)
     trials = counted(study.trials)
     assert len(trials) == 4
     assert all(t.state == TrialState.COMPLETE for t in trials)
     assert trial_dirs(sweep) == {str(t.number) for t in trials}
     params = {tuple(sorted(t.params.items())) for t in trials}
     assert len(params) == 4, "workers proposed the same parameters twice"
-    by_worker = {t.user_attrs["worker"] for t in trials}
-    print(f"trials per worker: {[t.user_attrs['worker'] for t in trials]}")
-    assert all(w.startswith(f"{HOST}:") for w in by_worker)
-    assert len(summary_rows(sweep)) == 4
+    ran = Counter(t.user_attrs["worker"] for t in trials)
+    print(f"{backend}: trials per worker {dict(ran)}")
+    assert set(ran) == {f"{HOST}:{worker.pid}" for worker in workers}, f"one worker ran them all: {ran}"
+
+    best = json.loads((sweep / "best.json").read_text())
+    assert best["trial"] == str(study.best_trial.number)
+    rows = summary_rows(sweep)
+    assert len(rows) == 4 and rows[0]["trial"] == best["trial"]
+
+
+HEARTBEAT_S, GRACE_S = 1, 3
+
+
+def _kill_mid_trial(study_name: str, storage: str, workers: list[subprocess.Popen]) -> tuple[int, datetime]:
+    """Kill the first worker seen running a trial; return that trial's number and when.
+
+    Workers on one host find each other's dead trials by process id straight away. So that
+    only the storage heartbeat can reveal this one, the trial's ``worker`` is first set to
+    another host's name, as a worker on another machine would have left it.
+    """
+    by_pid = {worker.pid: worker for worker in workers}
+    rdb = RDBStorage(storage)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert all(w.poll() is None for w in workers), "a worker ended before any trial ran"
+        try:
+            study = optuna.load_study(study_name=study_name, storage=rdb)
+        except KeyError:
+            time.sleep(0.2)
+            continue
+        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
+        if running:
+            trial = running[0]
+            rdb.set_trial_user_attr(trial_id(rdb, study_name, trial.number), "worker", "another-host:1")
+            victim = by_pid[int(trial.user_attrs["worker"].rpartition(":")[2])]
+            os.killpg(victim.pid, signal.SIGKILL)
+            victim.wait()
+            killed_at = datetime.now()
+            assert study.trials[trial.number].state == TrialState.RUNNING, "it finished before the kill"
+            return trial.number, killed_at
+        time.sleep(0.2)
+    raise AssertionError("no trial started within 180 s")
+
+
+def test_trial_of_a_worker_that_died_elsewhere_is_retried_after_the_grace_period(
+    small_mnist: Path, tmp_path: Path, postgres_url: str
+) -> None:
+    sweep = tmp_path / "heartbeat"
+    command = tiny_search(
+        small_mnist,
+        sweep,
+        4,
+        "trainer.max_epochs=2",
+        "hydra.sweeper.study_name=heartbeat",
+        f"hydra.sweeper.heartbeat_interval={HEARTBEAT_S}",
+        f"hydra.sweeper.grace_period={GRACE_S}",
+        storage=postgres_url,
+    )
+    logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
+    workers = [_start(command, log) for log in logs]
+    try:
+        # The first trial leaves three of four to the other worker: time enough to outlast the grace.
+        number, killed_at = _kill_mid_trial("heartbeat", postgres_url, workers)
+        survivor, log = next((w, g) for w, g in zip(workers, logs, strict=True) if w.poll() is None)
+        _finished(survivor, log)
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                os.killpg(worker.pid, signal.SIGKILL)
+
+    study = load_study(sweep, postgres_url, name="heartbeat")
+    dead = study.trials[number]
+    (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
+    ran = Counter(t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs)
+    print(f"trial {number} killed, retried as {retry.number} {retry.datetime_start - killed_at} later; {ran}")
+    assert dead.state == TrialState.FAIL
+    assert retry.state == TrialState.COMPLETE and retry.params == dead.params
+    assert retry.user_attrs["worker"] == f"{HOST}:{survivor.pid}"
+    assert retry.datetime_start >= killed_at + timedelta(seconds=GRACE_S - HEARTBEAT_S)
+    trials = counted(study.trials)
+    assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
+    rows = {r["trial"]: r for r in summary_rows(sweep)}
+    assert rows[str(number)]["state"] == "interrupted"
+    assert rows[str(retry.number)]["note"] == f"retry of #{number}"
 
 
 def _search(storage: optuna.storages.BaseStorage, n_trials: int, seed: int = 7) -> OptunaSearch:

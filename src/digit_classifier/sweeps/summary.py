@@ -229,13 +229,25 @@ def _write(path: Path, text: str) -> None:
     os.replace(partial, path)
 
 
-def write_summary(sweep_dir: str | Path) -> Path:
-    """Write ``summary.csv``, ``summary.md`` and (once a trial completed) ``best.json``."""
+def write_summary(sweep_dir: str | Path, *, plots: bool = False) -> Path:
+    """Write ``summary.csv``, ``summary.md`` and (once a trial completed) ``best.json``.
+
+    With ``plots``, an Optuna sweep's plots are drawn first (:mod:`.plots`), so that
+    ``summary.md`` links them; that takes a second or two, so it is done once per search.
+    """
     sweep_dir = Path(sweep_dir)
     rows, study = collect(sweep_dir)
+    text = _markdown(sweep_dir, rows, study)
+    if study:
+        # Only Optuna sweeps load the plots' module, and with it pyplot.
+        from digit_classifier.sweeps import plots as optuna_plots
+
+        if plots:
+            optuna_plots.draw_plots(sweep_dir, study)
+        text += "\n" + "\n".join(optuna_plots.markdown(sweep_dir, study))
     _write(sweep_dir / "summary.csv", _csv(rows))
     markdown = sweep_dir / "summary.md"
-    _write(markdown, _markdown(sweep_dir, rows, study))
+    _write(markdown, text)
     best = _best(rows)
     if best is not None:
         _write(sweep_dir / "best.json", json.dumps(asdict(best), indent=2) + "\n")
@@ -251,18 +263,18 @@ class SweepSummary(Callback):
 
     def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
         if config.hydra.mode == RunMode.MULTIRUN:
-            self._summarise(config)
+            self._summarise(config, plots=False)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        self._summarise(config)
+        self._summarise(config, plots=True)
 
     @staticmethod
-    def _summarise(config: DictConfig) -> None:
+    def _summarise(config: DictConfig, plots: bool) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
         if not sweep_dir.is_dir():
             return
         try:
-            write_summary(sweep_dir)
+            write_summary(sweep_dir, plots=plots)
         except Exception:
             log.exception("Sweep summary of %s failed", sweep_dir)
 
@@ -273,4 +285,4 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.sweep_dir.is_dir():
         parser.error(f"{args.sweep_dir} is not a folder")
-    print(write_summary(args.sweep_dir).read_text(), end="")
+    print(write_summary(args.sweep_dir, plots=True).read_text(), end="")

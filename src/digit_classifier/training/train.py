@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,9 @@ from digit_classifier.runs import RunMetrics, finite_float
 from digit_classifier.training.configs import CONFIG_DIR
 
 log = logging.getLogger(__name__)
+
+FINAL_METRICS = ("best_val_acc", "test_acc", "test_loss")
+"""The ``metrics.json`` figures that TensorBoard's HParams tab shows beside the knobs (``final/...``)."""
 
 
 def instantiate_list(group: DictConfig | None) -> list[Any]:
@@ -47,12 +51,50 @@ def build(cfg: DictConfig) -> tuple[LightningDataModule, LightningModule, Traine
     return datamodule, model, trainer
 
 
+def _flatten(path: str, value: Any) -> dict[str, Any]:
+    """``optimizer`` -> ``{"optimizer": "AdamW", "optimizer.lr": 0.003, ...}``.
+
+    A node's ``_target_`` names it; Hydra's other keys (``_partial_``) are left out, and an
+    empty node (``scheduler=none``) is ``"none"``.
+    """
+    if not isinstance(value, dict):
+        return {path: value}
+    flat: dict[str, Any] = {path: value["_target_"].rpartition(".")[2]} if "_target_" in value else {}
+    for key, child in value.items():
+        if not key.startswith("_"):
+            flat.update(_flatten(f"{path}.{key}", child))
+    return flat or {path: "none"}
+
+
+def tuned_hyperparameters(cfg: DictConfig) -> dict[str, Any]:
+    """The knobs ``cfg.hparams`` lists, one entry per setting; paths this config lacks are left out."""
+    knobs: dict[str, Any] = {}
+    for path in cfg.get("hparams") or []:
+        node = OmegaConf.select(cfg, path)
+        if OmegaConf.is_config(node):
+            node = OmegaConf.to_container(node, resolve=True)
+        if node is not None:
+            knobs.update(_flatten(path, node))
+    return knobs
+
+
 def log_hyperparameters(cfg: DictConfig, trainer: Trainer) -> None:
-    """Send the whole composed config to the loggers, with the metrics to compare runs by."""
-    params = OmegaConf.to_container(cfg, resolve=True)
-    params.pop("paths", None)
+    """Give the loggers the tuned knobs and the names of the final metrics to compare runs by.
+
+    The metrics are NaN until :func:`log_final_metrics` reports them, so that a run that
+    stopped early (pruned, killed) shows no figures rather than zeros.
+    """
+    metrics = {f"final/{name}": math.nan for name in FINAL_METRICS}
     for logger in trainer.loggers:
-        logger.log_hyperparams(params, metrics={"val/acc_best": 0.0, "test/acc": 0.0})
+        logger.log_hyperparams(tuned_hyperparameters(cfg), metrics=metrics)
+
+
+def log_final_metrics(trainer: Trainer, summary: RunMetrics) -> None:
+    """Report the run's final metrics; fit and test have closed the loggers, so close them again."""
+    values = {f"final/{name}": getattr(summary, name) for name in FINAL_METRICS}
+    for logger in trainer.loggers:
+        logger.log_metrics({k: v for k, v in values.items() if v is not None}, step=trainer.global_step)
+        logger.finalize("success")
 
 
 def train(cfg: DictConfig) -> dict[str, float | None]:
@@ -88,6 +130,7 @@ def train(cfg: DictConfig) -> dict[str, float | None]:
         wall_time_s=round(time.perf_counter() - started, 2),
         metrics=metrics,
     )
+    log_final_metrics(trainer, summary)
     if trainer.is_global_zero:
         output = summary.write(cfg.paths.output_dir)
         log.info("Wrote %s: val acc %s, test acc %s", output, summary.best_val_acc, summary.test_acc)

@@ -29,6 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import get_object, instantiate
 from omegaconf import OmegaConf
 from optuna import Study
+from optuna.distributions import distribution_to_json
 from optuna.exceptions import ExperimentalWarning, UpdateFinishedTrialError
 from optuna.storages import BaseStorage, InMemoryStorage, RDBStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -227,6 +228,7 @@ def _trial_record(trial: FrozenTrial, replaced: set[int]) -> dict[str, Any]:
         "state": trial.state.name.lower(),
         "value": trial.value if trial.state == TrialState.COMPLETE else None,
         "params": trial.params,
+        "distributions": {name: distribution_to_json(d) for name, d in trial.distributions.items()},
         "intermediate_values": {str(k): v for k, v in trial.intermediate_values.items()},
         "user_attrs": trial.user_attrs,
         "replaced": trial.number in replaced,
