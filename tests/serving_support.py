@@ -39,6 +39,7 @@ INFERENCE_FILES = {
     "digit_classifier/runtime/networks.py",
     "digit_classifier/runtime/preprocessing.py",
     "digit_classifier/runtime/inference.py",
+    "digit_classifier/runtime/metrics.py",
 }
 """Everything a .mar holds: the handler, the runtime folder, the model files; nothing else."""
 

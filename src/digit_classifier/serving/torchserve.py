@@ -26,8 +26,10 @@ from pathlib import Path
 
 from ts.model_server import load_properties
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "torchserve"
-"""The checkout's TorchServe configs: ``config.properties``, ``model-config.yaml``, ``log4j2.xml``."""
+CHECKOUT = Path(__file__).resolve().parents[3]
+CONFIG_DIR = CHECKOUT / "configs" / "torchserve"
+"""The checkout's TorchServe configs: ``config.properties``, ``model-config.yaml``, ``log4j2.xml``,
+``metrics.yaml``."""
 DEFAULT_CONFIG = CONFIG_DIR / "config.properties"
 DEFAULT_LOG_CONFIG = CONFIG_DIR / "log4j2.xml"
 PID_FILE = ".model_server.pid"
@@ -67,9 +69,12 @@ def derive_config(
 ) -> dict[str, str]:
     """Copy a TorchServe config with every API (HTTP and gRPC) on free loopback ports.
 
-    ``overrides`` replace or add properties after that; returns the properties written.
+    A relative ``metrics_config`` (relative to the checkout, where ``scripts/serve.py`` runs)
+    becomes absolute: the workers read it from their model folders. ``overrides`` replace or
+    add properties after that; returns the properties written.
     """
     ports = free_ports(len(PORT_KEYS))
+    metrics_config = load_properties(str(source)).get("metrics_config")
     derived = {
         "inference_address": f"http://127.0.0.1:{ports[0]}",
         "management_address": f"http://127.0.0.1:{ports[1]}",
@@ -79,6 +84,7 @@ def derive_config(
         "grpc_management_address": "127.0.0.1",
         "grpc_management_port": str(ports[4]),
         "model_store": str(model_store),
+        **({"metrics_config": str(CHECKOUT / metrics_config)} if metrics_config else {}),
         **(overrides or {}),
     }
     lines = [
