@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,7 @@ DEFAULT_CONFIG = CONFIG_DIR / "config.properties"
 DEFAULT_LOG_CONFIG = CONFIG_DIR / "log4j2.xml"
 PID_FILE = ".model_server.pid"
 KEY_FILE = "key_file.json"
+MANIFEST = "MAR-INF/MANIFEST.json"
 
 PORT_KEYS = (
     "inference_address",
@@ -96,6 +98,13 @@ def derive_config(
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("\n".join(lines) + "\n")
     return load_properties(str(target))
+
+
+def read_manifest(mar: Path) -> dict:
+    """A model archive's ``MAR-INF/MANIFEST.json``: ``["model"]`` holds ``modelName`` and
+    ``modelVersion``, which TorchServe registers the archive under."""
+    with zipfile.ZipFile(mar) as archive:
+        return json.loads(archive.read(MANIFEST))
 
 
 def model_names(models: list[str]) -> list[str]:
