@@ -2,6 +2,7 @@
 # make test  : set up .venv, run the test suite (what CI runs)
 # make stop  : stop what make demo / make serve started
 # make serve-cluster [REPLICAS=2] : TorchServe replicas behind nginx on 127.0.0.1:8090; make stop-cluster
+# make deploy MAR=model_store/digit-2.mar : roll a model out, replica by replica; make rollback
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -15,12 +16,12 @@ REPLICAS ?= 2
 CLUSTER_LISTEN ?= 127.0.0.1:8090
 
 .PHONY: help venv demo train archive serve stop eval-serving bench-serving ui test test-fast lint clean
-.PHONY: serve-cluster stop-cluster
+.PHONY: serve-cluster stop-cluster deploy rollback
 
 help:
 	@grep -E '^# make' Makefile | sed 's/^# //'
 	@echo "targets: venv demo train archive serve stop eval-serving bench-serving ui test test-fast lint clean"
-	@echo "in production: serve-cluster stop-cluster"
+	@echo "in production: serve-cluster stop-cluster deploy rollback"
 
 venv: $(VENV)/.installed
 
@@ -62,6 +63,12 @@ serve-cluster: venv model_store/digit.mar
 
 stop-cluster: venv
 	$(PY) scripts/cluster.py stop
+
+deploy: venv
+	$(PY) scripts/deploy.py $(MAR)
+
+rollback: venv
+	$(PY) scripts/deploy.py --rollback
 
 eval-serving: venv
 	$(PY) scripts/eval_serving.py --check
