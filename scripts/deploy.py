@@ -26,6 +26,7 @@ from digit_classifier.serving.deploy import (
     Archive,
     DeployError,
     History,
+    check_store,
     default_version,
     roll_out_all,
 )
@@ -66,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         probe = args.probe.read_bytes()
         archive = history.previous(servers[0].store) if args.rollback else Archive.read(args.mar)
+        check_store(servers, archive)
     except (DeployError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

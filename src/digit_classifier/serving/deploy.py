@@ -68,13 +68,18 @@ def default_version(server: TorchServe, name: str) -> dict:
     return described
 
 
+def check_store(servers: Sequence[TorchServe], archive: Archive) -> None:
+    """Every server must find the archive in its own model store, by its file name."""
+    for server in servers:
+        if server.store.resolve() != archive.path.parent.resolve():
+            raise DeployError(
+                f"{archive.path} is not in the model store of {server.management_url} ({server.store})"
+            )
+
+
 def register(server: TorchServe, archive: Archive) -> None:
     """Register the archive with its workers started; TorchServe takes the worker count from the
     archive's model config, and ``initial_workers`` only when that has none."""
-    if Path(server.store).resolve() != archive.path.parent.resolve():
-        raise DeployError(
-            f"{archive.path} is not in the model store of {server.management_url} ({server.store})"
-        )
     server.management(
         "POST", "/models", timeout=300, url=archive.path.name, initial_workers=1, synchronous="true"
     )
@@ -132,6 +137,7 @@ def roll_out_all(
     report: Callable[[str], None] = print,
 ) -> None:
     """:func:`roll_out` on each server in turn: the others keep serving meanwhile."""
+    check_store(servers, archive)
     for number, server in enumerate(servers, 1):
         try:
             replaced = roll_out(server, archive, probe, grace)
