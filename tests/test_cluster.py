@@ -19,11 +19,11 @@ import threading
 import time
 import zipfile
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -47,6 +47,7 @@ from digit_classifier.web.server import DEFAULT_MAX_BODY_BYTES
 
 KINDS = ["L_white_on_black", "RGB_blue_on_white", "RGBA_ink_only_in_alpha", "P_palette"]
 SIZES = [(28, 28), (280, 280)]
+T = TypeVar("T")
 needs_nginx = pytest.mark.skipif(
     not NGINX.is_file(), reason=f"needs nginx at {NGINX} (apt-get install nginx)"
 )
@@ -247,32 +248,46 @@ def test_deploy_refuses_what_it_cannot_roll_out(cluster: Cluster, tmp_path: Path
     assert [loaded_versions(server) for server in cluster.replicas] == [["1"], ["1"]]
 
 
-@pytest.mark.load
-def test_rollout_and_rollback_under_load_fail_no_request(cluster: Cluster, models: Models) -> None:
+def under_load(cluster: Cluster, models: Models, action: Callable[[], T]) -> tuple[list[Outcome], T]:
+    """Run ``action`` while 8 clients send steady load through nginx; their outcomes and its result."""
     stop = threading.Event()
     with ThreadPoolExecutor(1) as pool:
         load = pool.submit(run_clients, f"{cluster.url}/api/digit", models.plan, 8, 300, 10**6, stop)
         try:
             time.sleep(1)
-            started = time.monotonic()
-            rolled_out = deploy(cluster, str(models.new))
-            after_rollout = [loaded_versions(server) for server in cluster.replicas]
-            rollout_s = time.monotonic() - started
-            rolled_back = deploy(cluster, "--rollback")
-            after_rollback = [loaded_versions(server) for server in cluster.replicas]
+            result = action()
             time.sleep(1)
         finally:
             stop.set()
-        outcomes = load.result(timeout=60)
-    assert rolled_out.returncode == 0, rolled_out.stdout + rolled_out.stderr
-    assert rolled_back.returncode == 0, rolled_back.stdout + rolled_back.stderr
-    assert after_rollout == [["2"], ["2"]] and after_rollback == [["1"], ["1"]]
+        return load.result(timeout=60), result
+
+
+def roll_out_and_back(cluster: Cluster, models: Models) -> dict[str, Any]:
+    started = time.monotonic()
+    rolled_out = deploy(cluster, str(models.new))
+    after_rollout = [loaded_versions(server) for server in cluster.replicas]
+    rollout_s = time.monotonic() - started
+    rolled_back = deploy(cluster, "--rollback")
+    after_rollback = [loaded_versions(server) for server in cluster.replicas]
+    return {
+        "runs": (rolled_out, rolled_back),
+        "versions": (after_rollout, after_rollback),
+        "seconds": (rollout_s, time.monotonic() - started),
+    }
+
+
+@pytest.mark.load
+def test_rollout_and_rollback_under_load_fail_no_request(cluster: Cluster, models: Models) -> None:
+    outcomes, done = under_load(cluster, models, lambda: roll_out_and_back(cluster, models))
+    for run in done["runs"]:
+        assert run.returncode == 0, run.stdout + run.stderr
+    assert done["versions"] == ([["2"], ["2"]], [["1"], ["1"]])
     assert_no_failures(outcomes)
     answered_by = Counter(models.version_of(outcome) for outcome in outcomes)
     assert set(answered_by) == {"1", "2"}, answered_by
     print(
         f"\n{len(outcomes)} requests, 0 failed, answers by version {dict(answered_by)}; "
-        f"rollout {rollout_s:.0f}s, rollout and rollback {time.monotonic() - started:.0f}s"
+        "rollout {:.0f}s, rollout and rollback {:.0f}s".format(*done["seconds"])
     )
 
 
@@ -301,13 +316,11 @@ def worker_pids(server: TorchServe) -> set[int]:
     return {worker["pid"] for worker in model["workers"] if worker["status"] == "READY"}
 
 
-def crash_and_recover(cluster: Cluster, stop: threading.Event) -> dict[str, float]:
+def crash_and_recover(cluster: Cluster) -> dict[str, float]:
     """Kill the first replica's frontend, restart it, see nginx use it, then kill the second's workers."""
     first, second = cluster.replicas
     times: dict[str, float] = {}
-    time.sleep(1)
-    pid = first.pid()
-    os.kill(pid, signal.SIGKILL)
+    os.kill(first.pid(), signal.SIGKILL)
     wait_for(lambda: first.pid() is None, 10, "the killed frontend still runs")
     time.sleep(1)
     times["restart_s"] = wait_for(lambda: bool(first.start()), 180, "no restart")
@@ -318,21 +331,12 @@ def crash_and_recover(cluster: Cluster, stop: threading.Event) -> dict[str, floa
     for worker in workers:
         os.kill(worker, signal.SIGKILL)
     times["workers_back_s"] = wait_for(lambda: worker_pids(second) - workers, 120, "no new worker")
-    time.sleep(1)
-    stop.set()
     return times
 
 
 @pytest.mark.load
 def test_a_replica_crash_fails_no_request_and_the_replica_rejoins(cluster: Cluster, models: Models) -> None:
-    stop = threading.Event()
-    with ThreadPoolExecutor(2) as pool:
-        load = pool.submit(run_clients, f"{cluster.url}/api/digit", models.plan, 8, 300, 10**6, stop)
-        try:
-            times = pool.submit(crash_and_recover, cluster, stop).result(timeout=300)
-        finally:
-            stop.set()
-        outcomes = load.result(timeout=60)
+    outcomes, times = under_load(cluster, models, lambda: crash_and_recover(cluster))
     assert_no_failures(outcomes)
     assert all(models.version_of(outcome) == "1" for outcome in outcomes)
     slowest = max(outcome.elapsed for outcome in outcomes)
