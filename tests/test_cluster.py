@@ -285,9 +285,10 @@ def test_rollout_and_rollback_under_load_fail_no_request(cluster: Cluster, model
     assert_no_failures(outcomes)
     answered_by = Counter(models.version_of(outcome) for outcome in outcomes)
     assert set(answered_by) == {"1", "2"}, answered_by
+    rollout_s, both_s = done["seconds"]
     print(
         f"\n{len(outcomes)} requests, 0 failed, answers by version {dict(answered_by)}; "
-        "rollout {:.0f}s, rollout and rollback {:.0f}s".format(*done["seconds"])
+        f"rollout {rollout_s:.0f}s, rollout and rollback {both_s:.0f}s"
     )
 
 
