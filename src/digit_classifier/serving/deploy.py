@@ -166,12 +166,15 @@ class History:
         self.path.write_text(json.dumps(entries, indent=2) + "\n")
 
     def record(self, live: dict, archive: Archive) -> None:
-        """Append ``archive``, after what was live before it if the history does not end with that."""
+        """Append ``archive``, after what was live before it if the history does not end with that;
+        rolling out what was live already records nothing."""
         entries = self.entries()
         before = {"version": str(live["modelVersion"]), "file": Path(live["modelUrl"]).name}
+        rolled_out = {"version": archive.version, "file": archive.path.name}
         if not entries or entries[-1] != before:
             entries.append(before)
-        entries.append({"version": archive.version, "file": archive.path.name})
+        if rolled_out != before:
+            entries.append(rolled_out)
         self.write(entries)
 
     def previous(self, store: Path) -> Archive:
