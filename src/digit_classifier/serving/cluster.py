@@ -82,11 +82,12 @@ class Cluster:
         return self.nginx.pid() is not None or any(server.pid() is not None for server in self.replicas)
 
     def start_replicas(self, models: list[str] | None = None, timeout: float = 180) -> None:
-        """Start every replica at once (they load in parallel); return once all are ready."""
-        for server in self.replicas:
-            server.launch(models)
+        """Start every replica at once (they load in parallel); return once all are ready, or
+        stop them all and raise."""
         names = self.replicas[0].loaded_model_names(models or [])
         try:
+            for server in self.replicas:
+                server.launch(models)
             with ThreadPoolExecutor(len(self.replicas)) as pool:
                 list(pool.map(lambda server: server.wait_until_ready(names, timeout), self.replicas))
         except ServeError:
@@ -116,6 +117,8 @@ class Cluster:
                 f"{server.home.name}: inference {server.inference_url}, management {server.management_url}, "
                 f"metrics {server.metrics_url}, pid {server.pid()}"
             )
+        if not self.nginx.config.is_file():
+            return [*lines, "nginx: not started"]
         lines.append(f"nginx: {self.url}/ (pid {self.nginx.pid()}), logs in {self.nginx.folder / 'logs'}")
         return lines
 
