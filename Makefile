@@ -1,6 +1,8 @@
 # make demo  : set up .venv, train, archive, serve with the drawing page, answer one request
 # make test  : set up .venv, run the test suite (what CI runs)
 # make stop  : stop what make demo / make serve started
+# make serve-cluster [REPLICAS=2] : TorchServe replicas behind nginx on 127.0.0.1:8090; make stop-cluster
+# make deploy MAR=model_store/digit-2.mar : roll a model out, replica by replica; make rollback
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -10,12 +12,16 @@ export DIGIT_DATA_DIR := $(abspath $(DATA_DIR))
 SAMPLE ?= examples/seven.png
 PORT ?= 8080
 UI_PORT ?= 8000
+REPLICAS ?= 2
+CLUSTER_LISTEN ?= 127.0.0.1:8090
 
 .PHONY: help venv demo train archive serve stop eval-serving bench-serving ui test test-fast lint clean
+.PHONY: serve-cluster stop-cluster deploy rollback
 
 help:
 	@grep -E '^# make' Makefile | sed 's/^# //'
 	@echo "targets: venv demo train archive serve stop eval-serving bench-serving ui test test-fast lint clean"
+	@echo "in production: serve-cluster stop-cluster deploy rollback"
 
 venv: $(VENV)/.installed
 
@@ -47,6 +53,22 @@ serve: venv
 
 stop: venv
 	$(PY) scripts/serve.py stop
+
+model_store/digit.mar: | venv
+	$(PY) train.py $(TRAIN_ARGS)
+	$(PY) scripts/archive.py
+
+serve-cluster: venv model_store/digit.mar
+	$(PY) scripts/cluster.py start --replicas $(REPLICAS) --listen $(CLUSTER_LISTEN)
+
+stop-cluster: venv
+	$(PY) scripts/cluster.py stop
+
+deploy: venv
+	$(PY) scripts/deploy.py $(MAR)
+
+rollback: venv
+	$(PY) scripts/deploy.py --rollback
 
 eval-serving: venv
 	$(PY) scripts/eval_serving.py --check

@@ -4,6 +4,9 @@ Each request of a batch is answered on its own: an image that cannot be decoded 
 its own HTTP status and ``{"error", "status"}`` body while the rest of the batch is
 classified, so bad input never turns into TorchServe's 503 "Prediction failed".
 
+Each batch also reports the handler's metrics (``digit_classifier.runtime.metrics``):
+one metric call per label value of the batch, never one per request.
+
 TorchServe makes the unpacked ``.mar`` folder importable, which is how the
 ``digit_classifier.runtime`` package shipped next to this file is found. TorchServe also
 requires this module to define exactly one class, so the batch dataclass lives in
@@ -13,12 +16,16 @@ requires this module to define exactly one class, so the batch dataclass lives i
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Iterable
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
 import torch
 from ts.handler_utils.timer import timed
+from ts.metrics.dimension import Dimension
+from ts.metrics.metric_type_enum import MetricTypes
 from ts.torch_handler.base_handler import BaseHandler
 
 import digit_classifier
@@ -32,6 +39,7 @@ from digit_classifier.runtime.inference import (
     prepare_batch,
     status_phrase,
 )
+from digit_classifier.runtime.metrics import Sample, batch_samples
 from digit_classifier.runtime.preprocessing import ImageLimits
 
 logger = logging.getLogger(__name__)
@@ -40,6 +48,20 @@ PAYLOAD_FIELDS = ("file", "data", "body")
 """Where a request's image may be: multipart field ``file`` or ``data``, else the raw body."""
 
 JSON = "application/json"
+
+
+def emit(metrics: Any, samples: Iterable[Sample]) -> None:
+    """Hand ``samples`` to TorchServe's metric cache (``context.metrics``).
+
+    Each call gets a fresh ``dimensions`` list: TorchServe appends its default dimensions
+    (ModelName, Level) to the list it is given, and its default argument is a shared list.
+    """
+    for sample in samples:
+        dimensions = [Dimension(name, value) for name, value in sample.labels]
+        if sample.kind == "histogram":
+            metrics.add_time(sample.name, sample.value, None, "ms", dimensions, MetricTypes.HISTOGRAM)
+        else:
+            metrics.add_counter(sample.name, sample.value, None, dimensions)
 
 
 class DigitHandler(BaseHandler):
@@ -67,6 +89,7 @@ class DigitHandler(BaseHandler):
             self.device = torch.device("cpu")
         model_dir = Path(properties.get("model_dir"))
         self.model = for_inference(load_network(model_dir, self.device))
+        self.version = str(context.manifest.get("model", {}).get("modelVersion", ""))
         self.initialized = True
         logger.info(
             "Loaded %s on %s with %d torch threads, %s; digit_classifier from %s",
@@ -95,11 +118,16 @@ class DigitHandler(BaseHandler):
 
     @timed
     def preprocess(self, data: list[dict[str, Any]]) -> PreparedBatch:
-        return prepare_batch([self.payload(request) for request in data], self.limits)
+        started = time.perf_counter()
+        batch = prepare_batch([self.payload(request) for request in data], self.limits)
+        batch.preprocess_ms = (time.perf_counter() - started) * 1000
+        return batch
 
     @timed
     def inference(self, data: PreparedBatch, *args: Any, **kwargs: Any) -> PreparedBatch:
+        started = time.perf_counter()
         data.probabilities = predict_probabilities(self.model, data.images)
+        data.inference_ms = (time.perf_counter() - started) * 1000
         return data
 
     @timed
@@ -109,4 +137,6 @@ class DigitHandler(BaseHandler):
             status = error.status if error else int(HTTPStatus.OK)
             self.context.set_response_status(status, status_phrase(status), idx=position)
             self.context.set_response_content_type(position, JSON)
-        return batch_responses(data)
+        responses = batch_responses(data)
+        emit(self.context.metrics, batch_samples(data, responses, self.version))
+        return responses

@@ -41,8 +41,8 @@ import os
 import sys
 from pathlib import Path
 
-from digit_classifier.bench.load import multipart
-from digit_classifier.bench.samples import default_data_dir, mnist_test_pngs
+from digit_classifier.bench.load import mnist_uploads
+from digit_classifier.bench.samples import default_data_dir
 from digit_classifier.bench.serving import HANDLERS, plot, report, tune
 from digit_classifier.serving.archive import read_metadata
 from digit_classifier.serving.export import ExportError, find_checkpoint
@@ -119,13 +119,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        samples = mnist_test_pngs(args.data_dir, args.cache_dir)[: args.images]
-    except (OSError, RuntimeError) as error:
-        print(
-            f"error: cannot read MNIST test under {args.data_dir} (set --data-dir): {error}", file=sys.stderr
-        )
+        bodies = mnist_uploads(args.data_dir, args.cache_dir, args.images)
+    except OSError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    bodies = [multipart(sample.path.read_bytes(), sample.path.name) for sample in samples]
     print(f"{os.cpu_count()} CPUs, {len(bodies)} MNIST test PNGs, target {args.target}", flush=True)
     result = tune(args, bodies) if args.tune else report(args, bodies)
     path = args.report.with_name("serving_tuning.json") if args.tune else args.report

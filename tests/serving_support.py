@@ -39,6 +39,7 @@ INFERENCE_FILES = {
     "digit_classifier/runtime/networks.py",
     "digit_classifier/runtime/preprocessing.py",
     "digit_classifier/runtime/inference.py",
+    "digit_classifier/runtime/metrics.py",
 }
 """Everything a .mar holds: the handler, the runtime folder, the model files; nothing else."""
 
@@ -88,7 +89,7 @@ def make_fake_run(
 
 
 def archive(target: Path, model_store: Path, *extra: str) -> Path:
-    """Run ``scripts/archive.py`` as a user would; returns the ``.mar``."""
+    """Run ``scripts/archive.py`` as a user would; returns the ``.mar`` (``digit.mar`` or ``--file``)."""
     result = subprocess.run(
         [
             sys.executable,
@@ -103,7 +104,7 @@ def archive(target: Path, model_store: Path, *extra: str) -> Path:
         cwd=ROOT,
     )
     assert result.returncode == 0, f"archive.py failed:\n{result.stdout}\n{result.stderr}"
-    return model_store / "digit.mar"
+    return model_store / (extra[extra.index("--file") + 1] if "--file" in extra else "digit.mar")
 
 
 def offline_predictions(mar: Path, files: list[Path]) -> dict[str, dict[str, Any]]:

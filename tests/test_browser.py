@@ -14,8 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 from PIL import Image
-from serving_support import ROOT, blank_png
-from webapp_support import TRAINED_MAR, UIStack, dead_url, running_ui, ui_stack
+from serving_support import ROOT, blank_png, png_variant
+from webapp_support import TRAINED_MAR, Caller, UIStack, caller_page, dead_url, running_ui, ui_stack
 
 from digit_classifier.web.browser import CHROMIUM, launch
 
@@ -279,3 +279,41 @@ def test_controls_are_labelled_and_reachable_by_keyboard(tab: Tab) -> None:
     assert re.fullmatch(r"\d", tab.text("#prediction"))
     if TRAINED_MAR:
         assert predicted == 1
+
+
+# --- a page of another origin (CORS) ----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def caller(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Caller]:
+    with caller_page(tmp_path_factory.mktemp("caller")) as page:
+        yield page
+
+
+@pytest.mark.parametrize("raw", [False, True], ids=["form upload", "raw png, preflighted"])
+def test_a_page_of_another_origin_can_call_the_api(
+    browser: Browser, stack: UIStack, caller: Caller, raw: bool
+) -> None:
+    context = browser.new_context()
+    answer = caller.post(context.new_page(), f"{stack.url}api/digit", png_variant("L_white_on_black"), raw)
+    context.close()
+    assert answer.get("status") == 200, answer
+    assert set(answer["body"]) == {"prediction", "percentages"}
+
+
+def test_origins_left_out_of_the_setting_are_refused_by_the_browser(
+    browser: Browser, stack: UIStack, caller: Caller
+) -> None:
+    png = png_variant("L_white_on_black")
+    context = browser.new_context()
+    page = context.new_page()
+    inference = stack.torchserve.inference
+    with (
+        running_ui(inference, cors_origins=("http://elsewhere.example",)) as elsewhere,
+        running_ui(inference, cors_origins=(caller.origin,)) as listed,
+    ):
+        refused = caller.post(page, f"{elsewhere.url}api/digit", png)
+        allowed = caller.post(page, f"{listed.url}api/digit", png, raw=True)
+    context.close()
+    assert "Failed to fetch" in refused.get("error", ""), refused
+    assert allowed.get("status") == 200, allowed

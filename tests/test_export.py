@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from serving_support import ROOT, make_fake_run
+from serving_support import ROOT, archive, make_fake_run
 
 from digit_classifier.runtime.inference import load_network
 from digit_classifier.runtime.networks import build_network
+from digit_classifier.serving.archive import build_archive, next_version, read_metadata
 from digit_classifier.serving.export import ExportError, export_checkpoint, find_checkpoint, load_checkpoint
+from digit_classifier.serving.torchserve import read_manifest
 
 
 def test_run_folder_gives_its_best_checkpoint(tmp_path: Path) -> None:
@@ -101,3 +104,29 @@ def test_archive_cli_exit_codes(tmp_path: Path) -> None:
     assert junk.returncode == 2 and "not a readable PyTorch checkpoint" in junk.stderr
     nothing = subprocess.run(script, capture_output=True, text=True, cwd=tmp_path)
     assert nothing.returncode == 2 and "No training runs" in nothing.stderr
+
+
+def test_versions_count_up_in_the_model_store(tmp_path: Path) -> None:
+    """An archive gets the next whole number unless told otherwise; its own file name keeps the
+    archive before it in the store."""
+    store = tmp_path / "store"
+    first = archive(make_fake_run(tmp_path / "run0"), store)
+    tagged = archive(
+        make_fake_run(tmp_path / "run1"), store, "--file", "digit-rc.mar", "--version", "2026.12-rc1"
+    )
+    assert read_manifest(first)["model"]["modelVersion"] == "1"
+    assert read_manifest(tagged)["model"]["modelVersion"] == "2026.12-rc1"
+    assert read_metadata(tagged)["model_version"] == "2026.12-rc1"
+    assert next_version(store, "digit") == "2"
+    assert next_version(store, "other") == "1"
+
+
+@pytest.mark.parametrize(
+    ("names", "message"), [({"version": "1/2"}, "Version '1/2'"), ({"file_name": "../x.mar"}, "File name")]
+)
+def test_archive_refuses_versions_and_files_that_are_not_names(
+    tmp_path: Path, names: dict[str, str], message: str
+) -> None:
+    checkpoint = make_fake_run(tmp_path / "run") / "checkpoints" / "best.ckpt"
+    with pytest.raises(ExportError, match=re.escape(message)):
+        build_archive(checkpoint, tmp_path / "store", **names)

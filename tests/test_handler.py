@@ -8,6 +8,7 @@ and encodes the reply exactly as the worker sends it to the frontend.
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ import pytest
 import torch
 import ts
 from serving_support import (
+    CONFIG_DIR,
     INFERENCE_FILES,
     SAME_GEOMETRY_KINDS,
     archive,
@@ -39,7 +41,8 @@ from ts.context import Context, RequestProcessor
 from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 from ts.model_loader import TsModelLoader
 
-METRICS_YAML = Path(ts.__file__).parent / "configs" / "metrics.yaml"
+METRICS_YAML = CONFIG_DIR / "metrics.yaml"
+"""The metrics config the servers use: a handler metric it does not declare would fail here."""
 MAX_BYTES = 5 * 1024 * 1024
 
 
@@ -179,6 +182,54 @@ def test_batch_with_bad_requests_among_good(service: Any) -> None:
 def test_batch_of_only_bad_requests(service: Any) -> None:
     responses = predict(service, ts_request("a", "file", b""), ts_request("b", "file", b"nope"))
     assert [r["status"] for r in responses] == [400, 415]
+
+
+def metric_lines(records: list[logging.LogRecord]) -> list[tuple[str, float, dict[str, str]]]:
+    """The ``[METRICS]digit_*`` lines a worker writes: name, value and dimensions of each."""
+    lines = []
+    for record in records:
+        text = record.getMessage()
+        if text.startswith("[METRICS]digit_"):
+            head, dimensions = text.removeprefix("[METRICS]").split("|#")[:2]
+            name, value = head.split(":")
+            pairs = (pair.split(":", 1) for pair in dimensions.split(","))
+            lines.append((name.split(".")[0], float(value), dict(pairs)))
+    return lines
+
+
+def test_a_batch_reports_its_metrics_once_per_label(
+    service: Any, model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    good = png_variant("L_white_on_black")
+    with caplog.at_level(logging.INFO, logger="ts.metrics"):
+        predict(
+            service,
+            ts_request("a", "file", good),
+            ts_request("b", "file", b"GIF89a...", "image/gif"),
+            ts_request("c", "file", good),
+            ts_request("d", "file", blank_png()),
+            ts_request("e", "file", good),
+        )
+    assert not [record for record in caplog.records if "Failed to update metric" in record.getMessage()]
+    lines = metric_lines(caplog.records)
+    counts = {(name, tuple(sorted(labels.items()))): value for name, value, labels in lines}
+    assert len(counts) == len(lines), "one call per metric and label value"
+    manifest = json.loads((model_dir / "MAR-INF" / "MANIFEST.json").read_text())
+    base = {"ModelVersion": manifest["model"]["modelVersion"], "ModelName": "digit", "Level": "Model"}
+
+    def count(name: str, **labels: str) -> float:
+        return counts[(name, tuple(sorted({**labels, **base}.items())))]
+
+    assert count("digit_requests_total", status="200") == 3
+    assert count("digit_requests_total", status="415") == count("digit_requests_total", status="422") == 1
+    assert count("digit_refused_images_total", reason="unsupported_type") == 1
+    assert count("digit_refused_images_total", reason="blank") == 1
+    (digit,) = [labels["digit"] for name, _, labels in lines if name == "digit_predictions_total"]
+    assert count("digit_predictions_total", digit=digit) == 3
+    timings = {name: value for name, value, _ in lines if name.endswith("_milliseconds")}
+    assert set(timings) == {"digit_preprocess_milliseconds", "digit_inference_milliseconds"}
+    assert all(value > 0 for value in timings.values())
+    assert len(lines) == 8
 
 
 @pytest.mark.parametrize("header", ["explain", "describe"])

@@ -3,14 +3,12 @@
 The server is started by scripts/serve.py with the project's config.properties and
 model-config.yaml (free loopback ports, a private TMPDIR) from a freshly archived random
 network: speed and failure handling do not depend on accuracy. Clients are threads with
-keep-alive sessions and timeouts; a timeout or a dropped connection is a failure, so a
-hang cannot pass. Every loop is bounded in time and in requests.
+keep-alive sessions and timeouts (``load_support``); a timeout or a dropped connection is
+a failure, so a hang cannot pass. Every loop is bounded in time and in requests.
 """
 
 from __future__ import annotations
 
-import itertools
-import json
 import os
 import signal
 import statistics
@@ -27,6 +25,7 @@ import numpy as np
 import psutil
 import pytest
 import requests
+from load_support import TIMEOUT, Outcome, run_clients, send
 from serving_support import (
     CONFIG_DIR,
     ERRORS,
@@ -44,26 +43,10 @@ from serving_support import (
 
 pytestmark = pytest.mark.load
 
-TIMEOUT = (5, 20)
-"""Client connect and read timeouts, s: far above any answer (a worker restart takes ~5 s)."""
 GOOD_KINDS = ["L_white_on_black", "RGB_blue_on_white", "RGBA_ink_only_in_alpha", "P_palette", "1_bilevel"]
 GOOD_SIZES = [(28, 28), (280, 280), (120, 300)]
 MAX_WORKER_GROWTH = 40 * 2**20
 """RSS a worker may gain between the end of warm-up and the end of the load test."""
-
-
-@dataclass
-class Outcome:
-    kind: str
-    sent: float
-    elapsed: float
-    status: int | None = None
-    body: bytes = b""
-    content_type: str | None = None
-    failure: str | None = None
-
-    def json(self) -> Any:
-        return json.loads(self.body)
 
 
 @dataclass
@@ -103,49 +86,6 @@ def good_request(served: Fixture, number: int) -> tuple[str, dict[str, Any]]:
     names = list(served.good)
     name = names[number % len(names)]
     return name, {"files": {"file": (f"{name}.png", served.good[name], "image/png")}}
-
-
-def send(session: requests.Session, url: str, kind: str, kwargs: dict[str, Any]) -> Outcome:
-    sent = time.monotonic()
-    try:
-        response = session.post(url, timeout=TIMEOUT, **kwargs)
-    except requests.RequestException as error:
-        return Outcome(kind, sent, time.monotonic() - sent, failure=type(error).__name__)
-    return Outcome(
-        kind,
-        sent,
-        time.monotonic() - sent,
-        response.status_code,
-        response.content,
-        response.headers.get("content-type"),
-    )
-
-
-def run_clients(
-    url: str,
-    plan: Callable[[int], tuple[str, dict[str, Any]]],
-    threads: int,
-    seconds: float,
-    max_requests: int,
-    stop: threading.Event | None = None,
-) -> list[Outcome]:
-    """``threads`` clients send ``plan(n)`` for n = 0, 1, ... until time, count or ``stop`` runs out."""
-    numbers = itertools.count()
-    deadline = time.monotonic() + seconds
-    stop = stop or threading.Event()
-
-    def client() -> list[Outcome]:
-        outcomes = []
-        with requests.Session() as session:
-            while time.monotonic() < deadline and not stop.is_set():
-                number = next(numbers)
-                if number >= max_requests:
-                    break
-                outcomes.append(send(session, url, *plan(number)))
-        return outcomes
-
-    with ThreadPoolExecutor(threads) as pool:
-        return [outcome for done in pool.map(lambda _: client(), range(threads)) for outcome in done]
 
 
 def assert_correct(served: Fixture, outcome: Outcome) -> None:

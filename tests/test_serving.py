@@ -163,6 +163,7 @@ def test_concurrent_mixed_requests_are_batched_and_answered_each(server: Server,
         data = path.read_bytes() if path else (b"" if bad % 8 else b"not a png")
         return requests.post(server.predict_url, files={"file": ("x.png", data, "image/png")}, timeout=60)
 
+    before = answered_and_batches(server)
     with ThreadPoolExecutor(max_workers=16) as pool:
         responses = list(pool.map(send, jobs))
     for (path, bad), response in zip(jobs, responses, strict=True):
@@ -173,19 +174,31 @@ def test_concurrent_mixed_requests_are_batched_and_answered_each(server: Server,
         else:
             assert response.status_code == (400 if bad % 8 else 415)
             assert response.json()["status"] == response.status_code
-    assert max_batch_seen(server.home / "logs") > 1
+    assert batched(server, before, len(jobs)), "no batch held more than one request"
 
 
-def max_batch_seen(logs: Path, wait: float = 5) -> int:
-    """Largest number of requests TorchServe handed the handler at once (from its metrics log)."""
+def answered_and_batches(server: Server) -> tuple[float, float]:
+    """Requests the handler answered and batches it ran, from the metrics API: the sum of
+    ``digit_requests_total`` and the count of ``digit_preprocess_milliseconds`` (one per batch)."""
+    text = requests.get(f"{server.torchserve.metrics_url}/metrics", timeout=5).text
+
+    def total(series: str) -> float:
+        return sum(float(value) for value in re.findall(rf"^{series}{{[^}}]*}} (\S+)$", text, re.MULTILINE))
+
+    return total("digit_requests_total"), total("digit_preprocess_milliseconds_count")
+
+
+def batched(server: Server, before: tuple[float, float], sent: int, wait: float = 5) -> bool:
+    """Whether the ``sent`` requests since ``before`` ran in fewer batches than requests."""
     deadline = time.monotonic() + wait
-    largest = 0
-    while time.monotonic() < deadline and largest < 2:
-        text = (logs / "model_metrics.log").read_text()
-        batches = re.findall(r"HandlerTime\.ms:[\d.]+\|#[^|]*\|#[^,]*,requestID:([^|]*?),timestamp", text)
-        largest = max((len(ids.split(",")) for ids in batches), default=0)
+    while time.monotonic() < deadline:
+        answered, batches = (
+            now - then for now, then in zip(answered_and_batches(server), before, strict=True)
+        )
+        if answered >= sent:
+            return batches < answered
         time.sleep(0.2)
-    return largest
+    return False
 
 
 def test_served_equals_offline_predict(server: Server, tmp_path: Path) -> None:

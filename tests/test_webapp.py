@@ -230,9 +230,9 @@ def test_symlink_out_of_the_web_folder_is_not_followed(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "status", "allow"),
     [
-        ("GET", "/api/digit", 405, "POST"),
-        ("PUT", "/api/digit", 405, "POST"),
-        ("DELETE", "/api/digit", 405, "POST"),
+        ("GET", "/api/digit", 405, "OPTIONS, POST"),
+        ("PUT", "/api/digit", 405, "OPTIONS, POST"),
+        ("DELETE", "/api/digit", 405, "OPTIONS, POST"),
         ("POST", "/index.html", 405, "GET, HEAD"),
         ("OPTIONS", "/", 405, "GET, HEAD"),
         ("POST", "/api/other", 404, None),
@@ -246,6 +246,45 @@ def test_wrong_methods_and_paths(
     assert response.getheader("Content-Type") == "application/json"
     assert json.loads(response.body)["status"] == status
     assert response.getheader("Allow") == allow
+
+
+# --- callers from other origins (CORS) ------------------------------------------------------
+
+PREFLIGHT = {"Origin": "http://127.0.0.1:5001", "Access-Control-Request-Method": "POST"}
+
+
+def test_preflight_is_answered_for_any_origin_by_default(ui_alone: str) -> None:
+    response = requests.options(f"{ui_alone}api/digit", headers=PREFLIGHT, timeout=10)
+    assert response.status_code == 204 and response.content == b""
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert response.headers["Access-Control-Allow-Methods"] == "OPTIONS, POST"
+    assert response.headers["Access-Control-Allow-Headers"] == "Content-Type"
+    assert "Content-Length" not in response.headers
+
+
+def test_answers_and_errors_carry_the_allowed_origin(upstream: str) -> None:
+    origin = {"Origin": "http://127.0.0.1:5001"}
+    with running_ui(upstream, model="echo") as ui:
+        ok = requests.post(f"{ui.url}api/digit", data=PNG, headers=origin, timeout=10)
+        refused = requests.get(f"{ui.url}api/digit", headers=origin, timeout=10)
+        page = requests.get(ui.url, headers=origin, timeout=10)
+    assert ok.status_code == 200 and ok.headers["Access-Control-Allow-Origin"] == "*"
+    assert refused.status_code == 405 and refused.headers["Access-Control-Allow-Origin"] == "*"
+    assert "Access-Control-Allow-Origin" not in page.headers, "the page itself is not an API"
+
+
+def test_only_listed_origins_are_allowed(upstream: str) -> None:
+    allowed = "http://127.0.0.1:5001"
+    with running_ui(upstream, model="echo", cors_origins=(allowed,)) as ui:
+        answers = {
+            origin: requests.options(
+                f"{ui.url}api/digit", headers={**PREFLIGHT, "Origin": origin}, timeout=10
+            )
+            for origin in (allowed, "http://elsewhere.example")
+        }
+    assert answers[allowed].headers["Access-Control-Allow-Origin"] == allowed
+    assert "Access-Control-Allow-Origin" not in answers["http://elsewhere.example"].headers
+    assert all(answer.headers["Vary"] == "Origin" for answer in answers.values())
 
 
 def test_head_has_headers_and_no_body(ui_alone: str) -> None:

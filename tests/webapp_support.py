@@ -5,18 +5,23 @@ tests check plumbing, not accuracy) unless ``DIGIT_MAR`` names a trained ``.mar`
 which case the tests also check that drawn and uploaded digits are read correctly.
 
 Both test modules use one TorchServe: the first session fixture that asks starts it
-and the last one torn down stops it.
+and the last one torn down stops it. :func:`caller_page` is a page of another origin, for
+the CORS tests of the page server and of nginx.
 """
 
 from __future__ import annotations
 
+import base64
+import functools
 import os
 import shutil
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -111,3 +116,63 @@ SHARED = SharedTorchServe()
 def ui_stack(factory: pytest.TempPathFactory) -> Iterator[UIStack]:
     with SHARED.use(factory) as torchserve, running_ui(torchserve.inference) as ui:
         yield UIStack(torchserve, ui)
+
+
+CALLER_PAGE = """<!doctype html>
+<title>A page of another origin</title>
+<script>
+  // POST a PNG to url as a form upload (a simple request) or as a raw image/png body (which
+  // the browser preflights); the answer, or the error fetch raised when CORS refused it.
+  async function post(url, png, raw) {
+    const blob = new Blob([Uint8Array.from(atob(png), (c) => c.charCodeAt(0))], { type: "image/png" });
+    const form = new FormData();
+    form.append("file", blob, "digit.png");
+    const init = raw
+      ? { method: "POST", headers: { "Content-Type": "image/png" }, body: blob }
+      : { method: "POST", body: form };
+    try {
+      const response = await fetch(url, init);
+      return { status: response.status, body: await response.json() };
+    } catch (error) {
+      return { error: String(error) };
+    }
+  }
+</script>
+"""
+
+
+class QuietFiles(SimpleHTTPRequestHandler):
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+class Caller:
+    """A page served from its own loopback port: another origin than the API it calls."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+    @property
+    def origin(self) -> str:
+        return self.url.rstrip("/")
+
+    def post(self, page: Any, api_url: str, png: bytes, raw: bool = False) -> dict[str, Any]:
+        """Open the caller in ``page`` (Playwright) and POST ``png`` to ``api_url`` from it."""
+        page.goto(self.url)
+        encoded = base64.b64encode(png).decode()
+        return page.evaluate("([url, png, raw]) => post(url, png, raw)", [api_url, encoded, raw])
+
+
+@contextmanager
+def caller_page(folder: Path) -> Iterator[Caller]:
+    """:data:`CALLER_PAGE` served by the standard library's file server, without CORS headers."""
+    (folder / "index.html").write_text(CALLER_PAGE)
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(QuietFiles, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield Caller(f"http://127.0.0.1:{server.server_address[1]}/")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)

@@ -18,10 +18,13 @@ import contextlib
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import psutil
+
+from digit_classifier.bench.samples import mnist_test_pngs
 
 BOUNDARY = "digitbenchboundary7MA4YWxkTrZu0gW"
 CONTENT_TYPE = f"multipart/form-data; boundary={BOUNDARY}"
@@ -34,6 +37,18 @@ def multipart(png: bytes, name: str = "digit.png") -> bytes:
         "Content-Type: image/png\r\n\r\n"
     ).encode()
     return head + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+
+
+def mnist_uploads(data_dir: Path, cache_dir: Path, count: int) -> list[bytes]:
+    """The first ``count`` MNIST test images as ``file`` uploads: the benchmarks' bodies.
+
+    Raises ``OSError`` naming the data folder when MNIST cannot be read there.
+    """
+    try:
+        samples = mnist_test_pngs(data_dir, cache_dir)[:count]
+    except (OSError, RuntimeError) as error:
+        raise OSError(f"cannot read MNIST test under {data_dir} (set --data-dir): {error}") from None
+    return [multipart(sample.path.read_bytes(), sample.path.name) for sample in samples]
 
 
 @dataclass

@@ -94,7 +94,8 @@ class PreparedBatch:
     """The decodable images of a batch and, by request position, what was wrong with the rest.
 
     ``images[k]`` belongs to request ``positions[k]``; ``probabilities`` is filled by
-    inference, one row per image.
+    inference, one row per image. The handler records how long decoding and the forward
+    pass took (its metrics).
     """
 
     size: int
@@ -102,6 +103,8 @@ class PreparedBatch:
     positions: list[int] = field(default_factory=list)
     errors: dict[int, ImageInputError] = field(default_factory=dict)
     probabilities: torch.Tensor | None = None
+    preprocess_ms: float = 0.0
+    inference_ms: float = 0.0
 
 
 def payload_to_field(payload: object, limits: ImageLimits) -> np.ndarray:

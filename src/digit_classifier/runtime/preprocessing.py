@@ -37,9 +37,11 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 class ImageInputError(ValueError):
-    """An image that cannot be classified; ``status`` is the HTTP status to answer with."""
+    """An image that cannot be classified; ``status`` is the HTTP status to answer with,
+    ``reason`` a short label for it (the ``reason`` of the ``digit_refused_images_total`` metric)."""
 
     status = 400
+    reason = "invalid"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -48,22 +50,27 @@ class ImageInputError(ValueError):
 
 class NoFileError(ImageInputError):
     status = 400
+    reason = "no_file"
 
 
 class UnsupportedTypeError(ImageInputError):
     status = 415
+    reason = "unsupported_type"
 
 
 class UnreadableImageError(ImageInputError):
     status = 400
+    reason = "unreadable"
 
 
 class ImageTooLargeError(ImageInputError):
     status = 413
+    reason = "too_large"
 
 
 class BlankImageError(ImageInputError):
     status = 422
+    reason = "blank"
 
 
 @dataclass(frozen=True)

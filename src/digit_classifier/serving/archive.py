@@ -4,12 +4,18 @@ A ``.mar`` holds the handler, the ``digit_classifier/runtime`` folder (packed wh
 the package's import-free ``__init__.py`` so that it imports under its own name), the
 exported weights and ``network.json``, ``metadata.json`` and the model config; nothing
 else. :func:`check_archive` enforces that list.
+
+Every archive carries a model version, which TorchServe registers it under and
+``scripts/deploy.py`` rolls out by: by default one more than the highest whole-number
+version of that model in the model store (:func:`next_version`), so versions count up
+1, 2, 3 in the order they were archived; ``metadata.json`` says which run each came from.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -20,12 +26,14 @@ from pathlib import Path
 import digit_classifier
 from digit_classifier.runtime.inference import METADATA_FILE, MODEL_CONFIG_FILE, NETWORK_FILE, WEIGHTS_FILE
 from digit_classifier.serving.export import ExportError, export_checkpoint
-from digit_classifier.serving.torchserve import CONFIG_DIR
+from digit_classifier.serving.torchserve import CONFIG_DIR, MANIFEST, read_manifest
 
 PACKAGE_DIR = Path(digit_classifier.__file__).parent
 RUNTIME_DIR = PACKAGE_DIR / "runtime"
 HANDLER = PACKAGE_DIR.parents[1] / "handlers" / "digit_handler.py"
 DEFAULT_MODEL_CONFIG = CONFIG_DIR / "model-config.yaml"
+VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+"""A version is a path segment of TorchServe's management API (``/models/digit/<version>``)."""
 
 
 def runtime_files() -> list[Path]:
@@ -46,17 +54,23 @@ def build_archive(
     model_store: Path,
     name: str = "digit",
     model_config: Path = DEFAULT_MODEL_CONFIG,
-    version: str = "1.0",
+    version: str | None = None,
     handler: Path = HANDLER,
+    file_name: str | None = None,
 ) -> Path:
     """Export ``checkpoint`` and run torch-model-archiver; returns the ``.mar`` path.
 
-    Another ``handler`` (the benchmark handlers in ``handlers/bench``) is packed with the
-    production handler beside it, so that it can subclass ``DigitHandler``.
+    The archive is ``model_store/<file_name>`` (default ``<name>.mar``), its version
+    ``version`` (default :func:`next_version`). Another ``handler`` (the benchmark handlers
+    in ``handlers/bench``) is packed with the production handler beside it, so that it can
+    subclass ``DigitHandler``.
     """
     for path, what in ((model_config, "Model config"), (handler, "Handler")):
         if not path.is_file():
             raise ExportError(f"{what} not found: {path}")
+    version = version or next_version(model_store, name)
+    file_name = file_name or f"{name}.mar"
+    check_names(version, file_name)
     model_store.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="digit-archive-") as tmp:
         stage = Path(tmp)
@@ -69,19 +83,28 @@ def build_archive(
         metadata = {"model_name": name, "model_version": version, **exported.info}
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         files = {"handler": handler, "serialized-file": exported.weights, "extra-files": extra}
-        run_archiver(name, version, files, model_config, model_store, stage / "archiver-tmp")
-    mar = model_store / f"{name}.mar"
+        (stage / "out").mkdir()
+        run_archiver(name, version, files, model_config, stage / "out", stage / "archiver-tmp")
+        mar = model_store / file_name
+        shutil.move(stage / "out" / f"{name}.mar", mar)
     check_archive(mar, handler)
     return mar
 
 
+def check_names(version: str, file_name: str) -> None:
+    if not VERSION_PATTERN.fullmatch(version):
+        raise ExportError(f"Version {version!r}: use letters, digits, '.', '_' and '-' only.")
+    if Path(file_name).name != file_name or not file_name.endswith(".mar"):
+        raise ExportError(f"File name {file_name!r}: give a .mar file name, without a folder.")
+
+
 def run_archiver(
-    name: str, version: str, files: dict[str, Path], model_config: Path, model_store: Path, work: Path
+    name: str, version: str, files: dict[str, Path], model_config: Path, export_path: Path, work: Path
 ) -> None:
     """``torch-model-archiver``, in a private TMPDIR: it assembles files in ``$TMPDIR/<name>``,
     where concurrent runs would clobber each other."""
     command = [sys.executable, "-m", "model_archiver.model_packaging", "--model-name", name]
-    command += ["--version", version, "--config-file", str(model_config), "--export-path", str(model_store)]
+    command += ["--version", version, "--config-file", str(model_config), "--export-path", str(export_path)]
     for option, path in files.items():
         command += [f"--{option}", str(path)]
     work.mkdir()
@@ -95,7 +118,7 @@ def run_archiver(
 def expected_files(handler: Path = HANDLER) -> set[str]:
     """Every file a ``.mar`` built with ``handler`` holds."""
     return {
-        "MAR-INF/MANIFEST.json",
+        MANIFEST,
         HANDLER.name,
         handler.name,
         WEIGHTS_FILE,
@@ -120,3 +143,16 @@ def check_archive(mar: Path, handler: Path = HANDLER) -> None:
 def read_metadata(mar: Path) -> dict:
     with zipfile.ZipFile(mar) as archive:
         return json.loads(archive.read(METADATA_FILE))
+
+
+def next_version(model_store: Path, name: str) -> str:
+    """One more than the highest whole-number version of model ``name`` in ``model_store``."""
+    versions = [0]
+    for mar in model_store.glob("*.mar"):
+        try:
+            model = read_manifest(mar)["model"]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+            continue
+        if model.get("modelName") == name and str(model.get("modelVersion", "")).isdigit():
+            versions.append(int(model["modelVersion"]))
+    return str(max(versions) + 1)

@@ -19,19 +19,25 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
+import zipfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from ts.model_server import load_properties
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs" / "torchserve"
-"""The checkout's TorchServe configs: ``config.properties``, ``model-config.yaml``, ``log4j2.xml``."""
+CHECKOUT = Path(__file__).resolve().parents[3]
+CONFIG_DIR = CHECKOUT / "configs" / "torchserve"
+"""The checkout's TorchServe configs: ``config.properties``, ``model-config.yaml``, ``log4j2.xml``,
+``metrics.yaml``."""
 DEFAULT_CONFIG = CONFIG_DIR / "config.properties"
 DEFAULT_LOG_CONFIG = CONFIG_DIR / "log4j2.xml"
 PID_FILE = ".model_server.pid"
 KEY_FILE = "key_file.json"
+MANIFEST = "MAR-INF/MANIFEST.json"
 
 PORT_KEYS = (
     "inference_address",
@@ -67,9 +73,12 @@ def derive_config(
 ) -> dict[str, str]:
     """Copy a TorchServe config with every API (HTTP and gRPC) on free loopback ports.
 
-    ``overrides`` replace or add properties after that; returns the properties written.
+    A relative ``metrics_config`` (relative to the checkout, where ``scripts/serve.py`` runs)
+    becomes absolute: the workers read it from their model folders. ``overrides`` replace or
+    add properties after that; returns the properties written.
     """
     ports = free_ports(len(PORT_KEYS))
+    metrics_config = load_properties(str(source)).get("metrics_config")
     derived = {
         "inference_address": f"http://127.0.0.1:{ports[0]}",
         "management_address": f"http://127.0.0.1:{ports[1]}",
@@ -79,6 +88,7 @@ def derive_config(
         "grpc_management_address": "127.0.0.1",
         "grpc_management_port": str(ports[4]),
         "model_store": str(model_store),
+        **({"metrics_config": str(CHECKOUT / metrics_config)} if metrics_config else {}),
         **(overrides or {}),
     }
     lines = [
@@ -92,6 +102,13 @@ def derive_config(
     return load_properties(str(target))
 
 
+def read_manifest(mar: Path) -> dict:
+    """A model archive's ``MAR-INF/MANIFEST.json``: ``["model"]`` holds ``modelName`` and
+    ``modelVersion``, which TorchServe registers the archive under."""
+    with zipfile.ZipFile(mar) as archive:
+        return json.loads(archive.read(MANIFEST))
+
+
 def model_names(models: list[str]) -> list[str]:
     """``["digit=digit.mar"]`` -> ``["digit"]``; a bare ``digit.mar`` gives ``digit``."""
     names = []
@@ -103,12 +120,30 @@ def model_names(models: list[str]) -> list[str]:
     return names
 
 
-def get_json(url: str, token: str | None = None, timeout: float = 5) -> object:
-    request = urllib.request.Request(url)
+def call_json(
+    method: str,
+    url: str,
+    token: str | None = None,
+    body: bytes | None = None,
+    content_type: str = "application/octet-stream",
+    timeout: float = 30,
+) -> object:
+    """One API call; an HTTP error or no answer raises :class:`ServeError` with TorchServe's message."""
+    request = urllib.request.Request(url, data=body, method=method)
     if token:
         request.add_header("Authorization", f"Bearer {token}")
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        return json.loads(response.read())
+    if body is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return json.loads(response.read() or b"null")
+    except urllib.error.HTTPError as error:
+        text = error.read().decode("utf-8", "replace")
+        with contextlib.suppress(ValueError, AttributeError):
+            text = json.loads(text).get("message", text)
+        raise ServeError(f"{method} {url}: {error.code} {text}") from None
+    except (OSError, ValueError) as error:
+        raise ServeError(f"{method} {url}: {error}") from None
 
 
 def _tail(path: Path, lines: int = 20) -> str:
@@ -159,8 +194,14 @@ class TorchServe:
     def metrics_url(self) -> str:
         return self.url("metrics_address", "http://127.0.0.1:8082")
 
-    def predict_url(self, model: str = "digit") -> str:
-        return f"{self.inference_url}/predictions/{model}"
+    def predict_url(self, model: str = "digit", version: str | None = None) -> str:
+        return f"{self.inference_url}/predictions/{model}" + (f"/{version}" if version else "")
+
+    def management(self, method: str, path: str, timeout: float = 30, **params: object) -> object:
+        """A management API call, e.g. ``management("GET", "/models/digit/all")``; see :func:`call_json`."""
+        query = f"?{urllib.parse.urlencode(params)}" if params else ""
+        token = self.tokens().get("management")
+        return call_json(method, f"{self.management_url}{path}{query}", token, timeout=timeout)
 
     @property
     def store(self) -> Path:
@@ -206,15 +247,15 @@ class TorchServe:
         """Whether /ping is healthy and each model has its READY workers, and what is missing."""
         keys = self.tokens()
         try:
-            ping = get_json(f"{self.inference_url}/ping", keys.get("inference"))
-        except (OSError, ValueError) as error:
+            ping = call_json("GET", f"{self.inference_url}/ping", keys.get("inference"), timeout=5)
+        except ServeError as error:
             return False, f"/ping: {error}"
         if not isinstance(ping, dict) or ping.get("status") != "Healthy":
             return False, f"/ping: {ping}"
         for name in names:
             try:
-                described = get_json(f"{self.management_url}/models/{name}", keys.get("management"))
-            except (OSError, ValueError) as error:
+                described = self.management("GET", f"/models/{name}", timeout=5)
+            except ServeError as error:
                 return False, f"model {name}: {error}"
             for version in described:
                 ready = sum(worker.get("status") == "READY" for worker in version.get("workers", []))
@@ -228,6 +269,11 @@ class TorchServe:
 
     def start(self, models: list[str] | None = None, timeout: float = 120) -> str:
         """Start in the background; return once every model it loads has its workers READY."""
+        self.launch(models)
+        return self.wait_until_ready(self.loaded_model_names(models or []), timeout)
+
+    def launch(self, models: list[str] | None = None) -> None:
+        """``torchserve --start``, which returns while the models are still loading."""
         models = models or []
         self._check_setup(models)
         self.log_dir.mkdir(parents=True, exist_ok=True)
@@ -244,7 +290,6 @@ class TorchServe:
             )
         if result.returncode != 0:
             raise ServeError(f"torchserve --start failed:\n{_tail(console)}")
-        return self.wait_until_ready(self.loaded_model_names(models), timeout)
 
     def wait_until_ready(self, names: list[str], timeout: float) -> str:
         deadline = time.monotonic() + timeout

@@ -7,6 +7,11 @@ answer ``{"prediction", "percentages"}``) by passing the request body, unchanged
 its ``Content-Type``, to TorchServe's ``/predictions/<model>`` and relaying the status and
 JSON body that come back. Only the standard library is used: the page is static and each
 request is one call through to TorchServe, which does the decoding and the inference.
+
+Pages of other origins may call ``/api/digit`` (CORS): its answers carry
+``Access-Control-Allow-Origin`` for the allowed origins (``--cors-origins``, ``*`` by default,
+as the seed app's Flask-CORS did: predictions carry no credentials), and ``OPTIONS``
+preflights are answered.
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ CONTENT_TYPES = {
     ".ico": "image/x-icon",
     ".txt": "text/plain; charset=utf-8",
 }
+API_METHODS = "OPTIONS, POST"
+CORS_HEADERS = {
+    "Access-Control-Allow-Methods": API_METHODS,
+    "Access-Control-Allow-Headers": "Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+"""Sent with every ``/api/digit`` answer beside ``Access-Control-Allow-Origin``: a page of an
+allowed origin may post an image with any content type and read the answer."""
 SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
@@ -63,6 +76,8 @@ class Settings:
     timeout: float = 30.0
     token: str | None = None
     """Bearer token for a TorchServe with token authorization on (its inference key)."""
+    cors_origins: tuple[str, ...] = ("*",)
+    """Origins whose pages may call ``/api/digit``; ``*`` for any."""
 
 
 @dataclass(frozen=True)
@@ -123,6 +138,16 @@ def relay(status: int, reason: str, content_type: str, body: bytes) -> Reply:
     return json_reply(status, f"Model server answered {status}: {text[:500]}")
 
 
+def cors_headers(origin: str | None, allowed: tuple[str, ...]) -> dict[str, str]:
+    """The CORS headers of an ``/api/digit`` answer to a request from ``origin``."""
+    if "*" in allowed:
+        return {"Access-Control-Allow-Origin": "*", **CORS_HEADERS}
+    headers = {"Vary": "Origin"}
+    if origin in allowed:
+        headers.update({"Access-Control-Allow-Origin": origin, **CORS_HEADERS})
+    return headers
+
+
 def phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -169,15 +194,23 @@ class Handler(BaseHTTPRequestHandler):
         content_type = self.headers.get("Content-Type", "application/octet-stream")
         self.send_reply(forward(self.server.settings, body, content_type))
 
+    def do_OPTIONS(self) -> None:
+        """A CORS preflight on the API; any other path has no ``OPTIONS``."""
+        if self.request_path != API_PATH:
+            self.refuse_method()
+            return
+        self.discard_body()
+        self.send_reply(Reply(HTTPStatus.NO_CONTENT, b""))
+
     def do_PUT(self) -> None:
         self.refuse_method()
 
-    do_DELETE = do_PATCH = do_OPTIONS = do_PUT
+    do_DELETE = do_PATCH = do_PUT
 
     def serve_static(self, head: bool) -> None:
         path = self.request_path
         if path == API_PATH:
-            self.send_reply(self.not_allowed("POST"), {"Allow": "POST"}, head=head)
+            self.send_reply(self.not_allowed(API_METHODS), {"Allow": API_METHODS}, head=head)
             return
         target = self.static_target()
         if target is None:
@@ -249,7 +282,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def refuse_method(self) -> None:
         self.discard_body()
-        allowed = "POST" if self.request_path == API_PATH else "GET, HEAD"
+        allowed = API_METHODS if self.request_path == API_PATH else "GET, HEAD"
         self.send_reply(self.not_allowed(allowed), {"Allow": allowed})
 
     @staticmethod
@@ -258,9 +291,13 @@ class Handler(BaseHTTPRequestHandler):
 
     def send_reply(self, reply: Reply, headers: dict[str, str] | None = None, head: bool = False) -> None:
         self.send_response(reply.status)
-        self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(reply.body)))
-        for name, value in {**SECURITY_HEADERS, **(headers or {})}.items():
+        if reply.status != HTTPStatus.NO_CONTENT:
+            self.send_header("Content-Type", reply.content_type)
+            self.send_header("Content-Length", str(len(reply.body)))
+        headers = {**SECURITY_HEADERS, **(headers or {})}
+        if self.request_path == API_PATH:
+            headers.update(cors_headers(self.headers.get("Origin"), self.server.settings.cors_origins))
+        for name, value in headers.items():
             self.send_header(name, value)
         if self.close_connection:
             self.send_header("Connection", "close")
@@ -314,10 +351,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--web-dir", type=Path, default=Path(env.get("DIGIT_WEB_DIR", STATIC_DIR)))
     parser.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
     parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for TorchServe")
+    parser.add_argument(
+        "--cors-origins",
+        default=env.get("DIGIT_CORS_ORIGINS", "*"),
+        help="origins whose pages may call /api/digit, comma-separated, or * (DIGIT_CORS_ORIGINS)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no access log")
     args = parser.parse_args(argv)
     args.token = env.get("DIGIT_TORCHSERVE_TOKEN") or None
     return args
+
+
+def parse_origins(text: str) -> tuple[str, ...]:
+    """``"https://a.example, https://b.example"`` -> a tuple of origins; ``"*"`` -> ``("*",)``."""
+    return tuple(origin for origin in text.replace(",", " ").split() if origin) or ("*",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -329,6 +376,7 @@ def main(argv: list[str] | None = None) -> int:
         max_body_bytes=args.max_body_bytes,
         timeout=args.timeout,
         token=args.token,
+        cors_origins=parse_origins(args.cors_origins),
     )
     try:
         server = make_server(settings, args.host, args.port, args.quiet)

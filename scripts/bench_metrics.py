@@ -1,0 +1,58 @@
+"""Benchmark what the handler's metrics cost a worker per batch, in one process.
+
+    python scripts/bench_metrics.py [--model model_store/digit.mar] [--batch 4]
+
+On one torch thread, as the workers run: a batch of ``--batch`` MNIST test PNGs (the
+shipped batchSize is 4), the handler's own work on it (``prepare_batch``, the forward pass
+of the served network, ``batch_responses``) and its metrics (counting the batch, and one
+call into TorchServe's metric cache per sample, whose log lines go to /dev/null); median
+microseconds per batch (``digit_classifier.bench.metrics``). Writes ``--report``
+(logs/bench/metrics.json).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import torch
+
+from digit_classifier.bench.metrics import batch_costs_us
+from digit_classifier.bench.samples import default_data_dir, mnist_test_pngs
+from digit_classifier.runtime.inference import for_inference, load_network
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=Path("model_store/digit.mar"))
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
+    parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per figure")
+    parser.add_argument("--report", type=Path, default=Path("logs/bench/metrics.json"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    payloads = [
+        sample.path.read_bytes() for sample in mnist_test_pngs(args.data_dir, args.cache_dir)[: args.batch]
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        with zipfile.ZipFile(args.model) as archive:
+            archive.extractall(tmp)
+        network = for_inference(load_network(tmp))
+    result = {"batch": args.batch, **batch_costs_us(network, payloads, args.seconds)}
+    print(
+        f"batch of {args.batch}: handler work {result['handler_work_us']:.0f} us, "
+        f"metrics {result['metrics_us']:.0f} us ({result['metrics_share']:.1%} of it)"
+    )
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(result, indent=2) + "\n")
+    print(f"Wrote {args.report}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
