@@ -45,3 +45,21 @@ def test_batches_arrive_normalised() -> None:
     images, targets = datamodule.on_after_batch_transfer((images, targets), 0)
     assert images.shape == (5000, 1, 28, 28) and images.dtype == torch.float32
     assert abs(images.mean().item()) < 0.05 and abs(images.std().item() - 1) < 0.05
+
+
+def test_the_last_clean_epochs_are_not_augmented() -> None:
+    """``clean_epochs`` trains the last epochs on MNIST as it is."""
+    from types import SimpleNamespace
+
+    from digit_classifier.training.augment import DrawnDigitAugment
+
+    datamodule = MNISTDataModule(augment=DrawnDigitAugment(), clean_epochs=2)
+    batch = (torch.zeros(4, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    batch[0][:, 8:20, 12:16] = 255
+    plain = datamodule.model_input(batch)[0]
+    seen = {}
+    for epoch in range(5):
+        datamodule.trainer = SimpleNamespace(training=True, current_epoch=epoch, max_epochs=5)
+        torch.manual_seed(epoch)
+        seen[epoch] = torch.equal(datamodule.on_after_batch_transfer(batch, 0)[0], plain)
+    assert seen == {0: False, 1: False, 2: False, 3: True, 4: True}

@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch import nn
 
+from digit_classifier.runtime.inference import for_inference
 from digit_classifier.runtime.networks import DigitCNN, SeedCNN, build_network
 
 
@@ -32,3 +33,38 @@ def test_width_scales_the_default_network() -> None:
 def test_unknown_network_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="Unknown network 'resnet'"):
         build_network("resnet")
+
+
+def _with_statistics(network: nn.Module, scale: tuple[float, float]) -> nn.Module:
+    torch.manual_seed(0)
+    for module in network.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-1, 1)
+            module.running_var.uniform_(0.5, 2)
+            module.weight.data.uniform_(*scale)
+            module.bias.data.uniform_(-1, 1)
+    return network.eval()
+
+
+@pytest.mark.parametrize("pool_first", [False, True])
+def test_served_network_folds_its_batch_norms_exactly(pool_first: bool) -> None:
+    network = _with_statistics(DigitCNN(width=8, pool_first=pool_first), (0.2, 1.5))
+    images = torch.randn(6, 1, 28, 28)
+    with torch.inference_mode():
+        expected = network(images)
+        served = for_inference(network)
+        got = served(images.contiguous(memory_format=torch.channels_last))
+    assert not any(isinstance(module, nn.BatchNorm2d) for module in served.modules())
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_a_negative_scale_is_not_folded_across_pooling() -> None:
+    """max(s * x) != s * max(x) for s < 0, so such a norm stays where it is."""
+    network = _with_statistics(DigitCNN(width=8, pool_first=True), (-1.0, 1.0))
+    images = torch.randn(6, 1, 28, 28)
+    with torch.inference_mode():
+        expected = network(images)
+        served = for_inference(network)
+        got = served(images)
+    assert any(isinstance(module, nn.BatchNorm2d) for module in served.modules())
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)

@@ -13,11 +13,12 @@ from collections.abc import Iterator
 import hydra
 import torch
 import torch.nn.functional as F
-from lightning import Callback, Trainer, seed_everything
+from lightning import Callback, LightningModule, Trainer, seed_everything
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, open_dict
+from torch.optim.swa_utils import AveragedModel
 
-from digit_classifier.training.callbacks import EpochSeed
+from digit_classifier.training.callbacks import EpochSeed, WeightEMA, ema_update
 from digit_classifier.training.configs import compose_config
 from digit_classifier.training.data import MNISTDataModule
 from digit_classifier.training.train import build_data_and_model, instantiate_list
@@ -35,22 +36,37 @@ def bench_config(overrides: list[str]) -> DictConfig:
 
 
 def bare_loop(cfg: DictConfig, steps: int) -> float:
-    """Images per second of a hand-written loop over the same tensors and transforms."""
+    """Images per second of a hand-written loop doing the same training work: the same tensors
+    and augmentation, precision, loss, optimizer and weight average."""
     torch.manual_seed(cfg.seed)
     datamodule, model = build_data_and_model(cfg)
     datamodule.setup("fit")
     optimizer = hydra.utils.instantiate(cfg.optimizer)(params=model.parameters())
+    ema = _weight_average(cfg, model)
+    bf16 = str(cfg.trainer.precision).startswith("bf16")
+    smoothing = cfg.model.get("label_smoothing", 0.0)
     model.train()
     batches = _epochs(datamodule)
     for step in range(WARMUP + steps):
         if step == WARMUP:
             start = time.perf_counter()
         images, targets = datamodule.model_input(next(batches), augment=True)
-        loss = F.cross_entropy(model(images), targets)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(model(images), targets, label_smoothing=smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        if ema is not None:
+            ema.update_parameters(model)
     return steps * cfg.data.batch_size / (time.perf_counter() - start)
+
+
+def _weight_average(cfg: DictConfig, model: torch.nn.Module) -> AveragedModel | None:
+    """The bare loop's copy of ``train.py``'s weight EMA, when the config has one."""
+    for entry in (cfg.get("callbacks") or {}).values():
+        if entry and str(entry.get("_target_", "")).endswith(WeightEMA.__name__):
+            return AveragedModel(model, multi_avg_fn=ema_update(entry.get("decay", 0.999)), use_buffers=True)
+    return None
 
 
 def _epochs(datamodule: MNISTDataModule) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -97,49 +113,55 @@ def lightning_loop(cfg: DictConfig, steps: int) -> float:
 
 
 class TestAccuracyClock(Callback):
-    """After each epoch, test the model and note the training time when ``target`` is first reached."""
+    """After each epoch, test the model (its weight average when training keeps one, as
+    that is what is served) and note the training time when ``target`` is first reached."""
 
-    def __init__(self, datamodule: MNISTDataModule, target: float) -> None:
-        self.datamodule, self.target = datamodule, target
+    def __init__(self, datamodule: MNISTDataModule, target: float, ema: WeightEMA | None) -> None:
+        self.datamodule, self.target, self.ema = datamodule, target, ema
         self.train_seconds, self.reached = 0.0, None
         self.history: list[tuple[int, float, float]] = []
 
-    def on_train_epoch_start(self, trainer, pl_module) -> None:
+    def on_train_epoch_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self._start = time.perf_counter()
 
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
+    def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         self.train_seconds += time.perf_counter() - self._start
-        self.datamodule.setup("test")
-        correct = 0
-        pl_module.eval()
-        with torch.inference_mode():
-            for batch in self.datamodule.test_dataloader():
-                images, targets = self.datamodule.model_input(batch)
-                correct += (pl_module(images).argmax(1) == targets).sum().item()
-        pl_module.train()
-        accuracy = correct / len(self.datamodule.test_set)
+        model = self.ema.averaged if self.ema is not None and self.ema.averaged is not None else pl_module
+        accuracy = self._test_accuracy(model)
         self.history.append((trainer.current_epoch, round(self.train_seconds, 1), accuracy))
         if self.reached is None and accuracy >= self.target:
             self.reached = self.train_seconds
             trainer.should_stop = True
 
+    def _test_accuracy(self, model: torch.nn.Module) -> float:
+        self.datamodule.setup("test")
+        correct, mode = 0, model.training
+        model.eval()
+        with torch.inference_mode():
+            for batch in self.datamodule.test_dataloader():
+                images, targets = self.datamodule.model_input(batch)
+                correct += (model(images).argmax(1) == targets).sum().item()
+        model.train(mode)
+        return correct / len(self.datamodule.test_set)
+
 
 def time_to_accuracy(cfg: DictConfig, target: float) -> dict:
-    """Train as ``train.py`` does (same seeding, per-epoch reseeding), testing after each epoch."""
+    """Train as ``train.py`` does (same trainer settings, seeding, reseeding and weight
+    average), without validation, checkpoints or logs, testing after each epoch."""
     seed_everything(cfg.seed, workers=True)
     datamodule, model = build_data_and_model(cfg)
-    clock = TestAccuracyClock(datamodule, target)
-    reseeding = [callback for callback in instantiate_list(cfg.callbacks) if isinstance(callback, EpochSeed)]
-    trainer = Trainer(
-        max_epochs=cfg.trainer.max_epochs,
-        accelerator="cpu",
-        deterministic=True,
+    kept = [c for c in instantiate_list(cfg.callbacks) if isinstance(c, (EpochSeed, WeightEMA))]
+    ema = next((c for c in kept if isinstance(c, WeightEMA)), None)
+    clock = TestAccuracyClock(datamodule, target, ema)
+    trainer = hydra.utils.instantiate(
+        cfg.trainer,
         limit_val_batches=0,
         num_sanity_val_steps=0,
         enable_progress_bar=False,
+        enable_model_summary=False,
         enable_checkpointing=False,
         logger=False,
-        callbacks=[*reseeding, clock],
+        callbacks=[*kept, clock],
     )
     trainer.fit(model, datamodule=datamodule)
     return {"target": target, "seconds": clock.reached, "epochs": clock.history}

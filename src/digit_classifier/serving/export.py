@@ -110,7 +110,11 @@ def network_state_dict(checkpoint: Mapping[str, Any]) -> dict[str, torch.Tensor]
 
 
 def checkpoint_val_acc(checkpoint: Mapping[str, Any]) -> float | None:
-    """The ``val/acc`` score ModelCheckpoint recorded when it saved this checkpoint."""
+    """The validation accuracy of the checkpoint's weights: what ``DigitClassifier`` recorded
+    when it saved them, else the ``val/acc`` score of a ModelCheckpoint that monitored it."""
+    recorded = finite_float(checkpoint.get("val_acc"))
+    if recorded is not None:
+        return recorded
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if not str(key).startswith("ModelCheckpoint") or not isinstance(state, Mapping):
             continue

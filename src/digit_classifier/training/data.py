@@ -76,10 +76,11 @@ class MNISTDataModule(LightningDataModule):
         num_workers: int = 0,
         download: bool = True,
         augment: nn.Module | None = None,
+        clean_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["augment"])
-        self.augment = augment
+        self.augment = augment or None
         self.train_set: TensorBatchDataset | None = None
         self.val_set: TensorBatchDataset | None = None
         self.test_set: TensorBatchDataset | None = None
@@ -131,8 +132,11 @@ class MNISTDataModule(LightningDataModule):
     def on_after_batch_transfer(
         self, batch: tuple[torch.Tensor, torch.Tensor], dataloader_idx: int
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        training = self.trainer is not None and self.trainer.training
-        return self.model_input(batch, augment=training)
+        trainer = self.trainer
+        augmenting = trainer is not None and trainer.training
+        if augmenting and self.hparams.clean_epochs and trainer.max_epochs:
+            augmenting = trainer.current_epoch < trainer.max_epochs - self.hparams.clean_epochs
+        return self.model_input(batch, augment=augmenting)
 
     def model_input(
         self, batch: tuple[torch.Tensor, torch.Tensor], augment: bool = False
@@ -142,5 +146,5 @@ class MNISTDataModule(LightningDataModule):
         images, targets = batch
         images = images.unsqueeze(1).float().div_(255)
         if augment and self.augment is not None:
-            images = self.augment(images)
+            images = self.augment(images, targets)
         return normalize(images), targets

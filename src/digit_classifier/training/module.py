@@ -117,6 +117,11 @@ class DigitClassifier(LightningModule):
         self.log("test/acc", self.test_acc, on_epoch=True)
         return out
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Keep the validation accuracy of the weights saved (export puts it in the ``.mar``)."""
+        value = self.trainer.callback_metrics.get("val/acc")
+        checkpoint["val_acc"] = float(value) if value is not None else None
+
     def configure_optimizers(self) -> dict[str, Any]:
         if self.optimizer is None:
             raise ValueError("DigitClassifier needs an optimizer to train (Hydra group `optimizer`)")

@@ -113,13 +113,12 @@ def train(cfg: DictConfig) -> dict[str, float | None]:
     checkpoint = trainer.checkpoint_callback
     best_path = getattr(checkpoint, "best_model_path", "") or None
     last_path = _latest_checkpoint(trainer)
-    best_score = finite_float(getattr(checkpoint, "best_model_score", None))
     if cfg.get("test"):
         trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=False)
         metrics.update({name: finite_float(v) for name, v in trainer.callback_metrics.items()})
 
     summary = RunMetrics(
-        best_val_acc=best_score,
+        best_val_acc=metrics.get("val/acc_best"),
         test_acc=metrics.get("test/acc"),
         test_loss=metrics.get("test/loss"),
         best_ckpt_path=_resolved(best_path),
