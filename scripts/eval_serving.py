@@ -1,11 +1,12 @@
-"""Measure a running TorchServe endpoint on MNIST test and the drawn-digits dev set.
+"""Measure a running TorchServe endpoint on MNIST test, the drawn digits and their variants.
 
     python scripts/eval_serving.py [--url http://127.0.0.1:8080/predictions/digit]
-                                   [--data-dir DIR] [--concurrency 8] [--check]
+                                   [--data-dir DIR] [--sets ...] [--concurrency 8] [--check]
 
 Every image goes through HTTP as a PNG file upload, so this measures what users get:
 the MNIST test images are written once as PNGs to ``--cache-dir``, the drawn digits are
-sent as they are. Prints accuracy and errors per set and writes a JSON report (with the
+sent as they are, and the handwriting variants (``scripts/make_variants.py``) are built
+into ``--variants-dir`` when missing. Prints accuracy and errors per set and writes a JSON report (with the
 misclassified files). ``--check`` makes the exit status 1 when a target is missed
 (``digit_classifier.bench.endpoint.TARGETS``); 2 means the data could not be read.
 """
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from digit_classifier.bench.endpoint import TARGETS, evaluate
 from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
+from digit_classifier.bench.variants import variant_samples
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +30,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
     parser.add_argument("--drawn-dir", type=Path, help=f"default: <data-dir>/{DRAWN_DEV}")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
-    parser.add_argument("--sets", nargs="+", choices=sorted(TARGETS), default=sorted(TARGETS))
+    parser.add_argument("--variants-dir", type=Path, default=Path("data/drawn-variants"))
+    parser.add_argument("--sets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--limit", type=int, help="only the first N images of each set (smoke runs)")
     parser.add_argument("--concurrency", type=int, default=8)
     parser.add_argument(
@@ -43,8 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if "mnist_test" in args.sets:
             sets["mnist_test"] = mnist_test_pngs(args.data_dir, args.cache_dir)
+        drawn_dir = args.drawn_dir or args.data_dir / DRAWN_DEV
         if "drawn_digits_dev" in args.sets:
-            sets["drawn_digits_dev"] = drawn_digits(args.drawn_dir or args.data_dir / DRAWN_DEV)
+            sets["drawn_digits_dev"] = drawn_digits(drawn_dir)
+        if "variants" in args.sets:
+            sets["variants"] = variant_samples(drawn_dir, args.variants_dir)
     except (OSError, RuntimeError) as error:
         print(f"error: cannot read the evaluation data: {error}", file=sys.stderr)
         return 2

@@ -17,8 +17,8 @@ from typing import Any
 from digit_classifier.bench.load import multipart, post_each
 from digit_classifier.bench.samples import Sample
 
-TARGETS = {"mnist_test": 0.995, "drawn_digits_dev": 0.97}
-"""Accuracy a served model must reach (``--check``); a set not listed has no target."""
+TARGETS: dict[str, float | None] = {"mnist_test": 0.996, "drawn_digits_dev": 0.985, "variants": None}
+"""Accuracy a served model must reach (``--check``), by set; None: measured, no target."""
 
 
 def answer(status: int | None, text: str) -> dict[str, Any]:
