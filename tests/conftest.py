@@ -21,6 +21,8 @@ RAW_FILES = (
     "t10k-labels-idx1-ubyte",
 )
 HAVE_MNIST = all((DATA_DIR / "MNIST" / "raw" / name).is_file() for name in RAW_FILES)
+os.environ.setdefault("DIGIT_DATA_DIR", str(DATA_DIR))
+"""Where archives find the MNIST images an int8 model is calibrated on (downloaded when absent)."""
 
 requires_mnist = pytest.mark.skipif(
     not HAVE_MNIST,
@@ -28,6 +30,17 @@ requires_mnist = pytest.mark.skipif(
 )
 
 SMALL_TRAIN, SMALL_TEST = 1200, 400
+
+
+@pytest.fixture(autouse=True)
+def _restore_determinism():
+    """Lightning's ``deterministic=True`` switches PyTorch's deterministic mode on for the whole
+    process and leaves it on; int8 kernels have no deterministic variant, so a handler test
+    after an in-process training run would fail where a TorchServe worker never does."""
+    enabled = torch.are_deterministic_algorithms_enabled()
+    warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
+    yield
+    torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:

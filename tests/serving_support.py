@@ -40,8 +40,11 @@ INFERENCE_FILES = {
     "digit_classifier/runtime/preprocessing.py",
     "digit_classifier/runtime/inference.py",
     "digit_classifier/runtime/metrics.py",
+    "digit_classifier/runtime/precision.py",
+    "calibration.pt",
 }
-"""Everything a .mar holds: the handler, the runtime folder, the model files; nothing else."""
+"""Everything a .mar holds: the handler, the runtime folder, the model files, and the images
+int8 is calibrated on (the project's model config serves int8); nothing else."""
 
 
 # --- checkpoints and archives ---------------------------------------------------------------
@@ -172,11 +175,29 @@ def png_variant(kind: str, size: tuple[int, int] = (280, 280)) -> bytes:
         return encode(Image.fromarray(np.stack([np.zeros_like(ink), ink], axis=-1)))
     if kind == "P_palette":
         return encode(Image.fromarray(255 - ink).convert("P"))
+    if kind == "P_colour_palette":
+        rgb = np.stack([255 - ink, 255 - ink, np.full_like(ink, 255)], axis=-1)
+        return encode(Image.fromarray(rgb).convert("P", palette=Image.Palette.ADAPTIVE, colors=64))
+    if kind in ("L_transparent_colour", "RGB_transparent_colour", "P_transparent_colour"):
+        return transparent_colour_png(255 - ink, kind.split("_")[0])
     if kind == "I16_black_on_white":
         return encode(Image.fromarray((65535 - ink.astype(np.uint16) * 257).astype(np.uint16)))
     if kind == "1_bilevel":
         return encode(Image.fromarray(ink).convert("1"))
     raise ValueError(kind)
+
+
+def transparent_colour_png(gray: np.ndarray, mode: str) -> bytes:
+    """Dark ink on a white that the PNG's ``tRNS`` chunk marks transparent."""
+    image = Image.fromarray(gray)
+    if mode == "RGB":
+        image = image.convert("RGB")
+    elif mode == "P":
+        image = image.convert("P")
+    white = {"L": 255, "RGB": (255, 255, 255), "P": image.getpixel((0, 0))}[mode]
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", transparency=white)
+    return buffer.getvalue()
 
 
 SAME_GEOMETRY_KINDS = [
@@ -189,9 +210,14 @@ SAME_GEOMETRY_KINDS = [
     "RGBA_white_ink_in_alpha",
     "LA_ink_only_in_alpha",
     "P_palette",
+    "P_colour_palette",
+    "L_transparent_colour",
+    "RGB_transparent_colour",
+    "P_transparent_colour",
     "I16_black_on_white",
 ]
-"""Kinds that decode to the same ink as ``L_white_on_black`` (up to rounding)."""
+"""Kinds that decode to the same ink as ``L_white_on_black``, up to 8-bit rounding (grey from
+colour is rounded to 8 bits before the ink is looked for)."""
 
 
 def blank_png(value: int = 255, size: tuple[int, int] = (64, 64)) -> bytes:

@@ -122,7 +122,8 @@ def test_every_png_flavour_gives_the_same_answer(service: Any, kind: str) -> Non
     assert_prediction(response)
     if kind in SAME_GEOMETRY_KINDS:
         assert response["json"]["prediction"] == reference["prediction"]
-        assert response["json"]["percentages"] == pytest.approx(reference["percentages"], abs=1e-6)
+        # 8-bit rounding of grey from colour moves an int8 network's answer by a quantisation step.
+        assert response["json"]["percentages"] == pytest.approx(reference["percentages"], abs=2e-3)
 
 
 @pytest.mark.parametrize("size", [(28, 28), (280, 140), (100, 400), (17, 300), (1200, 900), (3000, 2000)])

@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from digit_classifier.runtime.networks import NUM_CLASSES, build_network
+from digit_classifier.runtime.precision import CALIBRATION_FILE, convert, input_dtype
 from digit_classifier.runtime.preprocessing import (
     IMAGE_SIZE,
     ImageInputError,
@@ -55,28 +56,63 @@ def load_network(model_dir: str | Path, device: torch.device | str = "cpu") -> n
     return network_from_state(spec, state_dict).to(device)
 
 
-def for_inference(network: nn.Module) -> nn.Module:
-    """Fold batch norms into their convolutions and lay the weights out channels-last.
+def for_inference(
+    network: nn.Module, precision: str = "float32", calibration: torch.Tensor | None = None
+) -> nn.Module:
+    """Fold batch norms into their convolutions, lay the weights out channels-last, and
+    convert to ``precision`` (:mod:`digit_classifier.runtime.precision`).
 
-    Both are exact up to float rounding (probabilities agree with the trained network to
-    ~1e-6). With :func:`predict_probabilities` feeding channels-last images, the layout
-    oneDNN convolves fastest, a ``digit_cnn`` forward pass on one CPU thread takes about
-    half the time of the plain network at batch 4 to 8, folding 7-14% of that
-    (``scripts/bench_inference.py``).
+    Folding and the layout are exact up to float rounding (probabilities agree with the
+    trained network to ~1e-6); with :func:`predict_probabilities` feeding channels-last
+    images, the layout oneDNN convolves fastest (``scripts/bench_inference.py``).
     """
-    return fold_batch_norms(network.eval()).to(memory_format=torch.channels_last)
+    network = fold_batch_norms(network.eval()).to(memory_format=torch.channels_last)
+    return convert(network, precision, calibration)
+
+
+def load_for_serving(
+    model_dir: str | Path, settings: Mapping[str, Any] | None, device: torch.device | str = "cpu"
+) -> nn.Module:
+    """The network of an exported model folder as the handler serves it: folded,
+    channels-last, in the handler section's ``precision`` (float32 by default)."""
+    model_dir = Path(model_dir)
+    precision = str((settings or {}).get("precision", "float32"))
+    calibration = None
+    if precision == "int8":
+        fields = torch.load(model_dir / CALIBRATION_FILE, weights_only=True)
+        calibration = normalize(fields.unsqueeze(1).float() / 255)
+    return for_inference(load_network(model_dir, device), precision, calibration)
 
 
 def fold_batch_norms(module: nn.Module) -> nn.Module:
-    """Merge every eval-mode ``BatchNorm2d`` that follows a ``Conv2d`` in a ``Sequential``."""
+    """Merge every eval-mode ``BatchNorm2d`` of a ``Sequential`` into the ``Conv2d`` before it.
+
+    A max-pool between the two is no obstacle when every channel's scale is positive, since
+    ``max(s * x + b) = s * max(x) + b`` for ``s > 0`` (a ``pool_first`` network).
+    """
     for child in module.children():
         fold_batch_norms(child)
     if isinstance(module, nn.Sequential):
         for index in range(1, len(module)):
-            if isinstance(module[index], nn.BatchNorm2d) and isinstance(module[index - 1], nn.Conv2d):
-                module[index - 1] = fuse_conv_bn_eval(module[index - 1], module[index])
+            conv = _foldable_conv(module, index)
+            if conv is not None:
+                module[conv] = fuse_conv_bn_eval(module[conv], module[index])
                 module[index] = nn.Identity()
     return module
+
+
+def _foldable_conv(sequence: nn.Sequential, index: int) -> int | None:
+    """The position of the ``Conv2d`` that the batch norm at ``index`` can fold into, if any."""
+    norm = sequence[index]
+    if not isinstance(norm, nn.BatchNorm2d):
+        return None
+    if isinstance(sequence[index - 1], nn.Conv2d):
+        return index - 1
+    pooled = index >= 2 and isinstance(sequence[index - 1], nn.MaxPool2d)
+    if pooled and isinstance(sequence[index - 2], nn.Conv2d):
+        scale = norm.weight.detach() / torch.sqrt(norm.running_var + norm.eps)
+        return index - 2 if bool((scale > 0).all()) else None
+    return None
 
 
 def limits_from_config(handler_config: Mapping[str, Any] | None) -> ImageLimits:
@@ -148,9 +184,10 @@ def predict_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tenso
     """Class probabilities (``Nx10``, on the CPU) for a batch of normalised images."""
     if len(images) == 0:
         return torch.empty(0, NUM_CLASSES)
-    device = next(model.parameters()).device
+    device = next((parameter.device for parameter in model.parameters()), torch.device("cpu"))
+    inputs = images.to(device, input_dtype(model)).contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():
-        logits = model(images.to(device).contiguous(memory_format=torch.channels_last))
+        logits = model(inputs)
     return torch.softmax(logits.float(), dim=1).cpu()
 
 

@@ -23,8 +23,13 @@ import tempfile
 import zipfile
 from pathlib import Path
 
+import torch
+import yaml
+
 import digit_classifier
 from digit_classifier.runtime.inference import METADATA_FILE, MODEL_CONFIG_FILE, NETWORK_FILE, WEIGHTS_FILE
+from digit_classifier.runtime.precision import CALIBRATION_FILE
+from digit_classifier.serving.calibration import calibration_fields
 from digit_classifier.serving.export import ExportError, export_checkpoint
 from digit_classifier.serving.torchserve import CONFIG_DIR, MANIFEST, read_manifest
 
@@ -82,6 +87,8 @@ def build_archive(
         shutil.copy2(exported.network, extra / NETWORK_FILE)
         metadata = {"model_name": name, "model_version": version, **exported.info}
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
+        if served_precision(model_config) == "int8":
+            torch.save(calibration_fields(), extra / CALIBRATION_FILE)
         files = {"handler": handler, "serialized-file": exported.weights, "extra-files": extra}
         (stage / "out").mkdir()
         run_archiver(name, version, files, model_config, stage / "out", stage / "archiver-tmp")
@@ -89,6 +96,12 @@ def build_archive(
         shutil.move(stage / "out" / f"{name}.mar", mar)
     check_archive(mar, handler)
     return mar
+
+
+def served_precision(model_config: Path) -> str:
+    """The ``precision`` the model config's handler section asks for (float32 by default)."""
+    config = yaml.safe_load(model_config.read_text()) or {}
+    return str((config.get("handler") or {}).get("precision", "float32"))
 
 
 def check_names(version: str, file_name: str) -> None:
@@ -115,9 +128,10 @@ def run_archiver(
         raise RuntimeError(f"torch-model-archiver failed:\n{result.stdout}{result.stderr}")
 
 
-def expected_files(handler: Path = HANDLER) -> set[str]:
-    """Every file a ``.mar`` built with ``handler`` holds."""
+def expected_files(handler: Path = HANDLER, int8: bool = False) -> set[str]:
+    """Every file a ``.mar`` built with ``handler`` holds (and its calibration images, int8)."""
     return {
+        *([CALIBRATION_FILE] if int8 else []),
         MANIFEST,
         HANDLER.name,
         handler.name,
@@ -133,7 +147,8 @@ def check_archive(mar: Path, handler: Path = HANDLER) -> None:
     """Fail loudly if the archive lacks a file the handler needs, or holds any other."""
     with zipfile.ZipFile(mar) as archive:
         names = {name for name in archive.namelist() if not name.endswith("/")}
-    expected = expected_files(handler)
+        config = yaml.safe_load(archive.read(MODEL_CONFIG_FILE)) or {}
+    expected = expected_files(handler, (config.get("handler") or {}).get("precision") == "int8")
     if names != expected:
         raise RuntimeError(
             f"{mar}: missing {sorted(expected - names)}, unexpected {sorted(names - expected)}"

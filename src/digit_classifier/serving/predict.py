@@ -31,11 +31,12 @@ from digit_classifier.runtime.inference import (
     batch_responses,
     for_inference,
     limits_from_config,
-    load_network,
+    load_for_serving,
     network_from_state,
     predict_probabilities,
     prepare_batch,
 )
+from digit_classifier.runtime.precision import CALIBRATION_FILE
 from digit_classifier.runtime.preprocessing import ImageLimits
 from digit_classifier.serving.export import (
     ExportError,
@@ -60,13 +61,14 @@ def _handler_settings(model_dir: Path) -> dict[str, Any]:
 
 
 def _from_directory(model_dir: Path) -> tuple[nn.Module, ImageLimits]:
-    return for_inference(load_network(model_dir)), limits_from_config(_handler_settings(model_dir))
+    settings = _handler_settings(model_dir)
+    return load_for_serving(model_dir, settings), limits_from_config(settings)
 
 
 def _from_archive(mar: Path) -> tuple[nn.Module, ImageLimits]:
     with tempfile.TemporaryDirectory(prefix="digit-mar-") as tmp:
         with zipfile.ZipFile(mar) as archive:
-            for name in (WEIGHTS_FILE, NETWORK_FILE, MODEL_CONFIG_FILE):
+            for name in (WEIGHTS_FILE, NETWORK_FILE, MODEL_CONFIG_FILE, CALIBRATION_FILE):
                 if name in archive.namelist():
                     archive.extract(name, tmp)
         return _from_directory(Path(tmp))

@@ -1,0 +1,34 @@
+"""Calibration images for an int8 archive: what int8 measures the network's activation ranges on.
+
+MNIST training digits, half of them as :class:`~digit_classifier.training.augment.DrawnDigitAugment`
+draws them at full strength (thicker and thinner, warped, with slashes, flags and crossbars),
+so that the ranges cover canvas drawings as well as MNIST. They are stored as the 8-bit ink
+fields a served image becomes, and normalised at load like one. Seeded: the same archive
+calibrates the same way.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+from torchvision.datasets import MNIST
+
+from digit_classifier.training.augment import DrawnDigitAugment
+
+COUNT = 512
+
+
+def calibration_fields(count: int = COUNT, seed: int = 0, data_dir: str | None = None) -> torch.Tensor:
+    """``(count, 28, 28)`` uint8 ink fields from MNIST's training set (``DIGIT_DATA_DIR``)."""
+    root = data_dir or os.environ.get("DIGIT_DATA_DIR", "data")
+    train = MNIST(root, train=True, download=True)
+    generator = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(train.data), generator=generator)[:count]
+    images = train.data[index].unsqueeze(1).float() / 255
+    drawn = torch.arange(count) % 2 == 1
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        augment = DrawnDigitAugment(strength=1.0, variant_prob=0.5)
+        images[drawn] = augment(images[drawn], train.targets[index][drawn])
+    return (images[:, 0] * 255).round().clamp(0, 255).to(torch.uint8)
