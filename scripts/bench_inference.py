@@ -5,7 +5,9 @@
 On one torch thread, as the workers run: ``prepare_batch`` on MNIST test PNGs and drawn
 canvas PNGs (batches of 8), and the forward pass of the served network at batch 1, 4
 and 8, as loaded by ``load_network`` (plain), with channels-last weights and input, and
-as served (``for_inference``: batch norms folded into the convolutions, channels-last).
+as served (``for_inference``: batch norms folded into the convolutions, channels-last) in
+float32, bfloat16 and int8 (calibrated on the archive's ``calibration.pt``, or on the
+images ``scripts/archive.py`` would put there).
 Prints microseconds per image; writes ``logs/bench/inference.json``.
 """
 
@@ -23,6 +25,9 @@ import torch
 from digit_classifier.bench.inference import BATCH_SIZES, forward_us, network_variants, preprocessing_us
 from digit_classifier.bench.samples import DRAWN_DEV, default_data_dir, drawn_digits, mnist_test_pngs
 from digit_classifier.runtime.inference import load_network
+from digit_classifier.runtime.precision import CALIBRATION_FILE
+from digit_classifier.runtime.preprocessing import normalize
+from digit_classifier.serving.calibration import calibration_fields
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -48,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         with zipfile.ZipFile(args.model) as archive:
             archive.extractall(tmp)
         plain = load_network(tmp)
-    for name, (network, channels_last) in network_variants(plain).items():
+        shipped = Path(tmp) / CALIBRATION_FILE
+        fields = torch.load(shipped, weights_only=True) if shipped.is_file() else calibration_fields()
+    calibration = normalize(fields.unsqueeze(1).float() / 255)
+    for name, (network, channels_last) in network_variants(plain, calibration).items():
         for batch in BATCH_SIZES:
             cost = forward_us(network, batch, channels_last, args.seconds)
             result["forward_us_per_image"][f"{name}_batch{batch}"] = round(cost, 1)

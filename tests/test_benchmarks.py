@@ -50,7 +50,9 @@ def test_bench_inference(fake_run: Path, small_mnist: Path, tmp_path: Path) -> N
     report = json.loads(report_path.read_text())
     assert report["preprocess_us_per_image"]["mnist_test"] > 0
     assert {
-        f"{variant}_batch{batch}" for variant in ("plain", "channels_last", "served") for batch in (1, 4, 8)
+        f"{variant}_batch{batch}"
+        for variant in ("plain", "channels_last", "served", "served_bfloat16", "served_int8")
+        for batch in (1, 4, 8)
     } == set(report["forward_us_per_image"])
 
 
@@ -64,16 +66,16 @@ def test_bench_serving_report_and_tuning(fake_run: Path, small_mnist: Path, tmp_
     run_script(
         "scripts/bench_serving.py",
         *common,
-        *("--handlers", "noop", "full", "--concurrency", "1", "4", "--rounds", "1"),
+        *("--handlers", "noop", "stock", "full", "--concurrency", "1", "4", "--rounds", "1"),
         *("--plot", str(tmp_path / "plot.png")),
     )
     report = json.loads((tmp_path / "serving.json").read_text())
-    for handler in ("noop", "full"):
+    for handler in ("noop", "stock", "full"):
         rows = report["handlers"][handler]
         assert [row["concurrency"] for row in rows] == [1, 4]
         assert all(row["ok"] > 0 and row["errors"] == 0 and len(row["rps_runs"]) == 1 for row in rows)
         assert all(row["cpu_ms_per_request"]["workers"] > 0 for row in rows)
-    assert set(report["fraction_of_noop"]["full"]) == {"1", "4"}
+    assert set(report["fraction_of_noop"]["full"]) == set(report["fraction_of_noop"]["stock"]) == {"1", "4"}
     assert report["cold_start"]["first_prediction_s"] > 0
     assert (tmp_path / "plot.png").stat().st_size > 0
 
@@ -84,3 +86,33 @@ def test_bench_serving_report_and_tuning(fake_run: Path, small_mnist: Path, tmp_
     )
     tuning = (tmp_path / "serving_tuning.md").read_text()
     assert "batch" in tuning
+
+
+def test_profile_worker(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "profile.json"
+    run_script(
+        "scripts/profile_worker.py",
+        *(str(fake_run), "--data-dir", str(small_mnist), "--cache-dir", str(tmp_path / "png")),
+        *("--seconds", "2", "--warmup", "1", "--rate", "100", "--report", str(report_path)),
+    )
+    report = json.loads(report_path.read_text())
+    assert report["requests"] > 0 and report["samples"] > 0 and len(report["workers"]) == 2
+    assert "forward pass" in report["stages"] and "decode PNG" in report["stages"]
+    assert "| stage |" in report_path.with_suffix(".md").read_text()
+
+
+def test_bench_recipe(small_mnist: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "recipe.json"
+    run_script(
+        "scripts/bench_recipe.py",
+        *("--data-dir", str(small_mnist), "--cache-dir", str(tmp_path / "png"), "--limit", "30"),
+        *("--variants-dir", str(tmp_path / "variants"), "--runs-dir", str(tmp_path / "runs")),
+        *("--target", "0.3", "--report", str(report_path)),
+        *("--override", "data.val_size=200", "--override", "data.download=false"),
+        *("--override", "trainer.max_epochs=1", "--override", "trainer.limit_train_batches=4"),
+    )
+    report = json.loads(report_path.read_text())
+    assert {name: len(runs) for name, runs in report["runs"].items()} == {"seed_baseline": 1, "default": 1}
+    assert report["summary"]["wall_ratio"] > 0
+    assert report["endpoint"]["default"]["mnist_test"]["n"] == 30
+    assert "x seed" in report_path.with_suffix(".md").read_text()

@@ -3,7 +3,7 @@
 What a TorchServe worker spends per batch on top of TorchServe itself, on one torch thread
 as the workers run: ``prepare_batch`` (decode, crop, resize and centre each PNG, then
 normalise the batch), and the forward pass of the network as loaded (plain), with
-channels-last weights and input, and as served (``for_inference``).
+channels-last weights and input, and as served (``for_inference``) in each precision.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from digit_classifier.runtime.inference import for_inference, prepare_batch
+from digit_classifier.runtime.precision import PRECISIONS, input_dtype
 from digit_classifier.runtime.preprocessing import IMAGE_SIZE, ImageLimits
 
 BATCH_SIZES = (1, 4, 8)
@@ -54,7 +55,7 @@ def preprocessing_us(payloads: list[bytes], seconds: float) -> float:
 
 
 def forward_us(network: nn.Module, batch: int, channels_last: bool, seconds: float) -> float:
-    images = torch.randn(batch, 1, IMAGE_SIZE, IMAGE_SIZE)
+    images = torch.randn(batch, 1, IMAGE_SIZE, IMAGE_SIZE, dtype=input_dtype(network))
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
 
@@ -65,10 +66,14 @@ def forward_us(network: nn.Module, batch: int, channels_last: bool, seconds: flo
     return microseconds_per_call(one_batch, seconds) / batch
 
 
-def network_variants(plain: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
-    """The network three ways, each with whether its input goes channels-last."""
-    return {
+def network_variants(plain: nn.Module, calibration: torch.Tensor) -> dict[str, tuple[nn.Module, bool]]:
+    """The network as loaded, channels-last, and as served in each precision (with whether its
+    input goes channels-last); ``calibration`` is the normalised batch int8 is calibrated on."""
+    variants = {
         "plain": (plain, False),
         "channels_last": (copy.deepcopy(plain).to(memory_format=torch.channels_last), True),
-        "served": (for_inference(copy.deepcopy(plain)), True),
     }
+    for precision in PRECISIONS:
+        served = for_inference(copy.deepcopy(plain), precision, calibration)
+        variants["served" if precision == "float32" else f"served_{precision}"] = (served, True)
+    return variants

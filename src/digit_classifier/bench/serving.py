@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import platform
+import shutil
 import statistics
 import tempfile
 import time
@@ -34,6 +35,7 @@ from digit_classifier.serving.torchserve import TorchServe, private_torchserve
 BENCH_HANDLERS = HANDLER.parent / "bench"
 HANDLERS = {
     "noop": BENCH_HANDLERS / "noop_handler.py",
+    "stock": BENCH_HANDLERS / "stock_handler.py",
     "preprocess": BENCH_HANDLERS / "preprocess_only_handler.py",
     "full": HANDLER,
 }
@@ -88,13 +90,20 @@ class Running:
 
 
 @contextlib.contextmanager
-def served(target: Path, handler: Path, setting: dict[str, int], first_body: bytes) -> Iterator[Running]:
-    """Archive ``target`` with ``handler`` and ``setting``, serve it privately, stop it after."""
+def served(
+    target: Path, handler: Path, setting: dict[str, int], first_body: bytes, mar: Path | None = None
+) -> Iterator[Running]:
+    """Archive ``target`` with ``handler`` and ``setting`` (or take a built ``mar`` as it is),
+    serve it privately, stop it after."""
     with tempfile.TemporaryDirectory(prefix="digit-bench-") as tmp:
         home = Path(tmp)
         config = model_config(setting)
-        (home / "model-config.yaml").write_text(yaml.safe_dump(config))
-        build_archive(target, home / "store", model_config=home / "model-config.yaml", handler=handler)
+        if mar is None:
+            (home / "model-config.yaml").write_text(yaml.safe_dump(config))
+            build_archive(target, home / "store", model_config=home / "model-config.yaml", handler=handler)
+        else:
+            (home / "store").mkdir()
+            shutil.copy2(mar, home / "store" / "digit.mar")
         kwargs = {"log_config": None} if setting.get("tslog") else {}
         started = time.perf_counter()
         with private_torchserve(

@@ -1,0 +1,78 @@
+"""Benchmark the training recipe against the seed app's: wall time, accuracy, what users get.
+
+    python scripts/bench_recipe.py [--rounds 1] [--target 0.99] [--override KEY=VALUE ...]
+
+In one run: trains ``python train.py experiment=seed_baseline`` and ``python train.py``
+(the default) ``--rounds`` times, alternating, timing each whole command as a user runs it;
+measures the default configuration's time to ``--target`` test accuracy (training time
+only, as ``scripts/bench_train.py --time-to-accuracy``); then archives both trained models,
+serves each from a private TorchServe, and sends every MNIST test image, every drawn digit
+of ``<data>/drawn-digits-dev`` and every handwriting variant (``scripts/make_variants.py``;
+built into ``--variants-dir`` when missing) through the endpoint as PNG uploads. Prints a
+table and writes ``logs/bench/recipe.json`` and ``logs/bench/recipe.md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from digit_classifier.bench.recipe import (
+    recipe_markdown,
+    summary,
+    through_endpoint,
+    time_to_target,
+    train_rounds,
+)
+from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
+from digit_classifier.bench.variants import variant_samples
+
+
+def endpoint_sets(args: argparse.Namespace) -> dict[str, list[Sample]]:
+    """MNIST test, and the drawn digits and their variants where the drawn digits exist."""
+    sets = {"mnist_test": mnist_test_pngs(args.data_dir, args.cache_dir)}
+    drawn = args.data_dir / DRAWN_DEV
+    if (drawn / "index.csv").is_file():
+        sets["drawn_digits_dev"] = drawn_digits(drawn)
+        sets["variants"] = variant_samples(drawn, args.variants_dir)
+    return {name: samples[: args.limit] for name, samples in sets.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=1, help="seed/default training pairs, alternating")
+    parser.add_argument(
+        "--target", type=float, default=0.99, help="test accuracy for the time-to-accuracy run"
+    )
+    parser.add_argument("--override", action="append", default=[], help="a Hydra override for every run")
+    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
+    parser.add_argument("--variants-dir", type=Path, default=Path("data/drawn-variants"))
+    parser.add_argument(
+        "--runs-dir", type=Path, help="where the trained runs go (default: a temporary folder)"
+    )
+    parser.add_argument("--limit", type=int, help="only the first N images of each set (smoke runs)")
+    parser.add_argument("--report", type=Path, default=Path("logs/bench/recipe.json"))
+    args = parser.parse_args(argv)
+    runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="bench-recipe-"))
+    report = {"runs": train_rounds(args.rounds, args.override, runs_dir)}
+    report["summary"] = summary(report["runs"])
+    report["time_to_accuracy"] = time_to_target(args.override, args.target)
+    sets = endpoint_sets(args)
+    report["endpoint"] = {
+        name: through_endpoint(Path(runs[-1]["run_dir"]), sets) for name, runs in report["runs"].items()
+    }
+    args.report.parent.mkdir(parents=True, exist_ok=True)
+    args.report.write_text(json.dumps(report, indent=2) + "\n")
+    markdown = recipe_markdown(report)
+    args.report.with_suffix(".md").write_text(markdown)
+    print(markdown)
+    print(f"Wrote {args.report} and {args.report.with_suffix('.md')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
