@@ -11,6 +11,7 @@ and every handwriting variant through the endpoint as PNG uploads.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -33,6 +34,7 @@ def train_timed(name: str, overrides: list[str], run_dir: Path) -> dict[str, Any
     """Run ``python train.py`` as a user would; the wall time of the whole command and its metrics."""
     command = [sys.executable, "train.py", *RECIPES[name], *overrides]
     command += ["trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"]
+    shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
     result = subprocess.run(
         command, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"}
