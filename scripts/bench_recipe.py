@@ -15,7 +15,6 @@ table and writes ``logs/bench/recipe.json`` and ``logs/bench/recipe.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +26,7 @@ from digit_classifier.bench.recipe import (
     time_to_target,
     train_rounds,
 )
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
 from digit_classifier.bench.variants import variant_samples
 
@@ -65,12 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     report["endpoint"] = {
         name: through_endpoint(Path(runs[-1]["run_dir"]), sets) for name, runs in report["runs"].items()
     }
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
-    markdown = recipe_markdown(report)
-    args.report.with_suffix(".md").write_text(markdown)
-    print(markdown)
-    print(f"Wrote {args.report} and {args.report.with_suffix('.md')}")
+    write_report(args.report, report, recipe_markdown(report))
     return 0
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from digit_classifier.bench.load import closed_loop, multipart
 from digit_classifier.bench.profile import markdown, profile_workers
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import default_data_dir, mnist_test_pngs
 from digit_classifier.bench.serving import HANDLERS, served
 from digit_classifier.serving.export import ExportError, find_checkpoint
@@ -57,13 +58,8 @@ def main(argv: list[str] | None = None) -> int:
             running.url, running.pid, bodies, args.concurrency, args.seconds, args.rate, raw_dir
         )
     result["handler"] = str(args.mar) if args.mar else args.handler
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(result, indent=2) + "\n")
     before = json.loads(args.before.read_text()) if args.before else None
-    table = markdown(before, result)
-    args.report.with_suffix(".md").write_text(table)
-    print(table)
-    print(f"Wrote {args.report} and {args.report.with_suffix('.md')}")
+    write_report(args.report, result, markdown(before, result))
     return 0
 
 
