@@ -239,6 +239,8 @@ def test_eval_serving_script(server: Server, tmp_path: Path) -> None:
             str(DATA_DIR),
             "--cache-dir",
             str(tmp_path / "cache"),
+            "--variants-dir",
+            str(tmp_path / "variants"),
             "--limit",
             "40",
             "--report",
@@ -253,6 +255,7 @@ def test_eval_serving_script(server: Server, tmp_path: Path) -> None:
     assert {name: (d["n"], d["errors"]) for name, d in datasets.items()} == {
         "mnist_test": (40, 0),
         "drawn_digits_dev": (40, 0),
+        "variants": (40, 0),
     }
     assert len(list((tmp_path / "cache").glob("*.png"))) == 10_000
 

@@ -52,7 +52,7 @@ def _frozen(record: dict[str, Any]) -> FrozenTrial:
     state = TrialState[record["state"].upper()]
     return optuna.trial.create_trial(
         state=state,
-        value=record["value"] if state == TrialState.COMPLETE else None,
+        value=record["value"] if state in (TrialState.COMPLETE, TrialState.PRUNED) else None,
         params=record["params"],
         distributions={k: json_to_distribution(v) for k, v in record["distributions"].items()},
         user_attrs=record.get("user_attrs", {}),

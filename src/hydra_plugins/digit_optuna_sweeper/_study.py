@@ -226,7 +226,7 @@ def _trial_record(trial: FrozenTrial, replaced: set[int]) -> dict[str, Any]:
     return {
         "number": trial.number,
         "state": trial.state.name.lower(),
-        "value": trial.value if trial.state == TrialState.COMPLETE else None,
+        "value": trial.value if trial.state in (TrialState.COMPLETE, TrialState.PRUNED) else None,
         "params": trial.params,
         "distributions": {name: distribution_to_json(d) for name, d in trial.distributions.items()},
         "intermediate_values": {str(k): v for k, v in trial.intermediate_values.items()},
