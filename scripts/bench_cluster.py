@@ -14,13 +14,13 @@ rounds; it prints each run, the medians and the ratio of median throughputs, and
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from digit_classifier.bench.cluster import report
 from digit_classifier.bench.load import mnist_uploads
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import default_data_dir
 
 
@@ -53,9 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"{os.cpu_count()} CPUs, {len(bodies)} MNIST test PNGs, {args.mar}", flush=True)
     result = report(args.mar, bodies, args)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Wrote {args.report}")
+    write_report(args.report, result)
     return 0
 
 

@@ -6,15 +6,14 @@ On one torch thread, as the workers run: ``prepare_batch`` on MNIST test PNGs an
 canvas PNGs (batches of 8), and the forward pass of the served network at batch 1, 4
 and 8, as loaded by ``load_network`` (plain), with channels-last weights and input, and
 as served (``for_inference``: batch norms folded into the convolutions, channels-last) in
-float32, bfloat16 and int8 (calibrated on the archive's ``calibration.pt``, or on the
-images ``scripts/archive.py`` would put there).
+float32, bfloat16 and int8 (with the activation ranges of the archive's ``calibration.pt``,
+or those ``scripts/archive.py`` would put there).
 Prints microseconds per image; writes ``logs/bench/inference.json``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import zipfile
@@ -23,11 +22,11 @@ from pathlib import Path
 import torch
 
 from digit_classifier.bench.inference import BATCH_SIZES, forward_us, network_variants, preprocessing_us
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import DRAWN_DEV, default_data_dir, drawn_digits, mnist_test_pngs
 from digit_classifier.runtime.inference import load_network
 from digit_classifier.runtime.precision import CALIBRATION_FILE
-from digit_classifier.runtime.preprocessing import normalize
-from digit_classifier.serving.calibration import calibration_fields
+from digit_classifier.serving.calibration import int8_ranges
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -54,16 +53,13 @@ def main(argv: list[str] | None = None) -> int:
             archive.extractall(tmp)
         plain = load_network(tmp)
         shipped = Path(tmp) / CALIBRATION_FILE
-        fields = torch.load(shipped, weights_only=True) if shipped.is_file() else calibration_fields()
-    calibration = normalize(fields.unsqueeze(1).float() / 255)
-    for name, (network, channels_last) in network_variants(plain, calibration).items():
+        ranges = torch.load(shipped, weights_only=True) if shipped.is_file() else int8_ranges(plain)
+    for name, (network, channels_last) in network_variants(plain, ranges).items():
         for batch in BATCH_SIZES:
             cost = forward_us(network, batch, channels_last, args.seconds)
             result["forward_us_per_image"][f"{name}_batch{batch}"] = round(cost, 1)
             print(f"forward {name:<14} batch {batch}  {cost:7.1f} us/image", flush=True)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Wrote {args.report}")
+    write_report(args.report, result)
     return 0
 
 

@@ -13,7 +13,6 @@ microseconds per batch (``digit_classifier.bench.metrics``). Writes ``--report``
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 import zipfile
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 
 from digit_classifier.bench.metrics import batch_costs_us
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import default_data_dir, mnist_test_pngs
 from digit_classifier.runtime.inference import for_inference, load_network
 
@@ -48,9 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         f"batch of {args.batch}: handler work {result['handler_work_us']:.0f} us, "
         f"metrics {result['metrics_us']:.0f} us ({result['metrics_share']:.1%} of it)"
     )
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"Wrote {args.report}")
+    write_report(args.report, result)
     return 0
 
 

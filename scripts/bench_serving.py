@@ -36,12 +36,12 @@ is reported next to the server's, because on a small machine both share the core
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from digit_classifier.bench.load import mnist_uploads
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import default_data_dir
 from digit_classifier.bench.serving import HANDLERS, plot, report, tune
 from digit_classifier.serving.archive import read_metadata
@@ -126,15 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{os.cpu_count()} CPUs, {len(bodies)} MNIST test PNGs, target {args.target}", flush=True)
     result = tune(args, bodies) if args.tune else report(args, bodies)
     path = args.report.with_name("serving_tuning.json") if args.tune else args.report
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
     if args.tune:
-        path.with_suffix(".md").write_text(result["markdown"] + "\n")
-        print(result["markdown"])
-        print(f"Wrote {path} and {path.with_suffix('.md')}")
+        write_report(path, result, result["markdown"] + "\n")
     else:
+        write_report(path, result)
         plot(result, args.plot)
-        print(f"Wrote {path} and {args.plot}")
+        print(f"Wrote {args.plot}")
     return 0
 
 

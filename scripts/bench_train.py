@@ -19,11 +19,11 @@ MNIST copy).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import torch
 
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import default_data_dir
 from digit_classifier.bench.training import MODELS, bench_config, compare, time_to_accuracy
 
@@ -66,9 +66,7 @@ def main() -> None:
             f"default config: {args.target:.1%} test accuracy {reached}; "
             f"per epoch (epoch, train s, test acc): {result['epochs']}"
         )
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    write_report(Path(args.output), report)
 
 
 if __name__ == "__main__":

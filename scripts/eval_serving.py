@@ -14,12 +14,12 @@ misclassified files). ``--check`` makes the exit status 1 when a target is misse
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
 
 from digit_classifier.bench.endpoint import TARGETS, evaluate
+from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
 from digit_classifier.bench.variants import variant_samples
 
@@ -58,9 +58,7 @@ def main(argv: list[str] | None = None) -> int:
         sets = {name: samples[: args.limit] for name, samples in sets.items()}
 
     report = evaluate(args.url, sets, args.concurrency, args.token, args.max_listed)
-    args.report.parent.mkdir(parents=True, exist_ok=True)
-    args.report.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"Report: {args.report}")
+    write_report(args.report, report)
     return 1 if args.check and not report["passed"] else 0
 
 

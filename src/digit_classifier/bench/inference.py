@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from digit_classifier.runtime.inference import for_inference, prepare_batch
-from digit_classifier.runtime.precision import PRECISIONS, input_dtype
+from digit_classifier.runtime.precision import PRECISIONS, Int8Ranges, input_dtype
 from digit_classifier.runtime.preprocessing import IMAGE_SIZE, ImageLimits
 
 BATCH_SIZES = (1, 4, 8)
@@ -66,14 +66,14 @@ def forward_us(network: nn.Module, batch: int, channels_last: bool, seconds: flo
     return microseconds_per_call(one_batch, seconds) / batch
 
 
-def network_variants(plain: nn.Module, calibration: torch.Tensor) -> dict[str, tuple[nn.Module, bool]]:
+def network_variants(plain: nn.Module, ranges: Int8Ranges) -> dict[str, tuple[nn.Module, bool]]:
     """The network as loaded, channels-last, and as served in each precision (with whether its
-    input goes channels-last); ``calibration`` is the normalised batch int8 is calibrated on."""
+    input goes channels-last); ``ranges`` are the activation ranges int8 quantises with."""
     variants = {
         "plain": (plain, False),
         "channels_last": (copy.deepcopy(plain).to(memory_format=torch.channels_last), True),
     }
     for precision in PRECISIONS:
-        served = for_inference(copy.deepcopy(plain), precision, calibration)
+        served = for_inference(copy.deepcopy(plain), precision, ranges)
         variants["served" if precision == "float32" else f"served_{precision}"] = (served, True)
     return variants

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from digit_classifier.runtime.networks import NUM_CLASSES, build_network
-from digit_classifier.runtime.precision import CALIBRATION_FILE, convert, input_dtype
+from digit_classifier.runtime.precision import CALIBRATION_FILE, Int8Ranges, convert, input_dtype
 from digit_classifier.runtime.preprocessing import (
     IMAGE_SIZE,
     ImageInputError,
@@ -57,7 +57,7 @@ def load_network(model_dir: str | Path, device: torch.device | str = "cpu") -> n
 
 
 def for_inference(
-    network: nn.Module, precision: str = "float32", calibration: torch.Tensor | None = None
+    network: nn.Module, precision: str = "float32", ranges: Int8Ranges | None = None
 ) -> nn.Module:
     """Fold batch norms into their convolutions, lay the weights out channels-last, and
     convert to ``precision`` (:mod:`digit_classifier.runtime.precision`).
@@ -67,7 +67,7 @@ def for_inference(
     images, the layout oneDNN convolves fastest (``scripts/bench_inference.py``).
     """
     network = fold_batch_norms(network.eval()).to(memory_format=torch.channels_last)
-    return convert(network, precision, calibration)
+    return convert(network, precision, ranges)
 
 
 def load_for_serving(
@@ -77,11 +77,8 @@ def load_for_serving(
     channels-last, in the handler section's ``precision`` (float32 by default)."""
     model_dir = Path(model_dir)
     precision = str((settings or {}).get("precision", "float32"))
-    calibration = None
-    if precision == "int8":
-        fields = torch.load(model_dir / CALIBRATION_FILE, weights_only=True)
-        calibration = normalize(fields.unsqueeze(1).float() / 255)
-    return for_inference(load_network(model_dir, device), precision, calibration)
+    ranges = torch.load(model_dir / CALIBRATION_FILE, weights_only=True) if precision == "int8" else None
+    return for_inference(load_network(model_dir, device), precision, ranges)
 
 
 def fold_batch_norms(module: nn.Module) -> nn.Module:

@@ -8,59 +8,99 @@ can be served either way and the offline predictor matches the server.
   CPU has AVX-512 BF16 or AMX (here, Zen 4), slow where it emulates them.
 * ``int8``: static post-training quantisation with PyTorch's own ``torch.ao`` tools and its
   ``x86`` backend (oneDNN and FBGEMM kernels, VNNI instructions): per-channel int8 weights,
-  int8 activations whose ranges are measured on calibration images the archive carries
-  (``calibration.pt``, made by ``scripts/archive.py``), when the worker starts.
+  int8 activations whose ranges ``scripts/archive.py`` measures on calibration images
+  (:func:`measure_int8_ranges`) and the archive carries (``calibration.pt``); the worker
+  quantises with them when it starts.
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import nn
 
+from digit_classifier.runtime.preprocessing import IMAGE_SIZE
+
 PRECISIONS = ("float32", "bfloat16", "int8")
 CALIBRATION_FILE = "calibration.pt"
-"""``uint8`` ink fields ``(N, 28, 28)``, normalised at load like any served image."""
+"""The int8 activation ranges: the state of the observers after calibration, tensors only."""
+OBSERVER = "activation_post_process"
+"""What ``prepare_fx`` names the observers it inserts."""
+
+Int8Ranges = Mapping[str, torch.Tensor]
 
 
-def convert(network: nn.Module, precision: str, calibration: torch.Tensor | None = None) -> nn.Module:
-    """``network`` (eval mode, batch norms folded) in ``precision``; ``calibration`` is the
-    normalised ``(N, 1, 28, 28)`` batch int8 measures its activation ranges on."""
+def convert(network: nn.Module, precision: str, ranges: Int8Ranges | None = None) -> nn.Module:
+    """``network`` (eval mode, batch norms folded) in ``precision``; ``ranges`` are the
+    activation ranges int8 quantises with (:func:`measure_int8_ranges`)."""
     if precision == "float32":
         return network
     if precision == "bfloat16":
         return network.to(torch.bfloat16)
     if precision == "int8":
-        if calibration is None:
-            raise ValueError(f"precision int8 needs calibration images ({CALIBRATION_FILE} in the archive)")
-        return quantize_int8(network, calibration)
+        if ranges is None:
+            raise ValueError(f"precision int8 needs activation ranges ({CALIBRATION_FILE} in the archive)")
+        return quantize_int8(network, ranges)
     raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}")
 
 
-def quantize_int8(network: nn.Module, calibration: torch.Tensor) -> nn.Module:
-    """Static int8 quantisation of ``network`` by FX graph mode, calibrated on ``calibration``,
+def _examples(batch: int) -> torch.Tensor:
+    return torch.zeros(batch, 1, IMAGE_SIZE, IMAGE_SIZE).contiguous(memory_format=torch.channels_last)
+
+
+@contextmanager
+def _fx_quantization() -> Iterator[None]:
+    """The ``x86`` backend, and FX's warnings that it will move to torchao silenced: it is still
+    PyTorch's own way to run int8 convolutions without compiling."""
+    torch.backends.quantized.engine = "x86"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+def _prepared(network: nn.Module) -> nn.Module:
+    """``network`` with observers inserted (FX is imported here: only int8 needs it)."""
+    from torch.ao.quantization import get_default_qconfig_mapping
+    from torch.ao.quantization.quantize_fx import prepare_fx
+
+    return prepare_fx(copy.deepcopy(network), get_default_qconfig_mapping("x86"), (_examples(1),))
+
+
+def measure_int8_ranges(network: nn.Module, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The observers' state after ``network`` has seen the normalised ``images``.
+
+    Measured once, when archiving: histogram observers over thousands of images take
+    seconds, which every worker start would otherwise pay; loading the result takes none.
+    """
+    with _fx_quantization():
+        prepared = _prepared(network)
+        with torch.inference_mode():
+            prepared(images.contiguous(memory_format=torch.channels_last))
+    return {name: value for name, value in prepared.state_dict().items() if OBSERVER in name}
+
+
+def quantize_int8(network: nn.Module, ranges: Int8Ranges) -> nn.Module:
+    """Static int8 quantisation of ``network`` by FX graph mode with the measured ``ranges``,
     then traced and frozen by TorchScript.
 
     The quantised FX graph calls a dozen Python modules per batch, which at batch 4 costs as
     much as its int8 arithmetic; frozen TorchScript runs the same kernels without them, about
-    twice as fast (``scripts/bench_inference.py``). The FX API warns that it will move to
-    torchao; it is still PyTorch's own way to run int8 convolutions without compiling, so
-    its deprecation warnings are silenced here.
+    twice as fast (``scripts/bench_inference.py``).
     """
-    from torch.ao.quantization import get_default_qconfig_mapping
-    from torch.ao.quantization.quantize_fx import convert_fx, prepare_fx
+    from torch.ao.quantization.quantize_fx import convert_fx
 
-    torch.backends.quantized.engine = "x86"
-    images = calibration.contiguous(memory_format=torch.channels_last)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        prepared = prepare_fx(copy.deepcopy(network), get_default_qconfig_mapping("x86"), (images[:1],))
+    with _fx_quantization():
+        prepared = _prepared(network)
+        loaded = prepared.load_state_dict(ranges, strict=False)
+        missing = [name for name in loaded.missing_keys if OBSERVER in name]
+        if missing:
+            raise ValueError(f"{CALIBRATION_FILE} lacks {missing[0]}: measured on another network?")
         with torch.inference_mode():
-            prepared(images)
-            quantized = convert_fx(prepared)
-            return torch.jit.freeze(torch.jit.trace(quantized, images[:4]))
+            return torch.jit.freeze(torch.jit.trace(convert_fx(prepared), _examples(4)))
 
 
 def input_dtype(model: nn.Module) -> torch.dtype:

@@ -27,9 +27,15 @@ import torch
 import yaml
 
 import digit_classifier
-from digit_classifier.runtime.inference import METADATA_FILE, MODEL_CONFIG_FILE, NETWORK_FILE, WEIGHTS_FILE
+from digit_classifier.runtime.inference import (
+    METADATA_FILE,
+    MODEL_CONFIG_FILE,
+    NETWORK_FILE,
+    WEIGHTS_FILE,
+    load_network,
+)
 from digit_classifier.runtime.precision import CALIBRATION_FILE
-from digit_classifier.serving.calibration import calibration_fields
+from digit_classifier.serving.calibration import int8_ranges
 from digit_classifier.serving.export import ExportError, export_checkpoint
 from digit_classifier.serving.torchserve import CONFIG_DIR, MANIFEST, read_manifest
 
@@ -88,7 +94,7 @@ def build_archive(
         metadata = {"model_name": name, "model_version": version, **exported.info}
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
         if served_precision(model_config) == "int8":
-            torch.save(calibration_fields(), extra / CALIBRATION_FILE)
+            torch.save(int8_ranges(load_network(exported.directory)), extra / CALIBRATION_FILE)
         files = {"handler": handler, "serialized-file": exported.weights, "extra-files": extra}
         (stage / "out").mkdir()
         run_archiver(name, version, files, model_config, stage / "out", stage / "archiver-tmp")
@@ -129,7 +135,7 @@ def run_archiver(
 
 
 def expected_files(handler: Path = HANDLER, int8: bool = False) -> set[str]:
-    """Every file a ``.mar`` built with ``handler`` holds (and its calibration images, int8)."""
+    """Every file a ``.mar`` built with ``handler`` holds (and its activation ranges, int8)."""
     return {
         *([CALIBRATION_FILE] if int8 else []),
         MANIFEST,
