@@ -21,9 +21,17 @@ from pathlib import Path
 
 import torch
 
-from digit_classifier.bench.inference import BATCH_SIZES, forward_us, network_variants, preprocessing_us
+from digit_classifier.bench.inference import (
+    BATCH_SIZES,
+    accuracy,
+    forward_us,
+    network_variants,
+    prepared_batches,
+    preprocessing_us,
+)
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import DRAWN_DEV, default_data_dir, drawn_digits, mnist_test_pngs
+from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
+from digit_classifier.bench.variants import variant_samples
 from digit_classifier.runtime.inference import load_network
 from digit_classifier.runtime.precision import CALIBRATION_FILE
 from digit_classifier.serving.calibration import int8_ranges
@@ -36,6 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per figure")
     parser.add_argument("--report", type=Path, default=Path("logs/bench/inference.json"))
+    parser.add_argument(
+        "--accuracy",
+        action="store_true",
+        help="also each precision's accuracy on all MNIST test images, the drawn digits and the variants",
+    )
+    parser.add_argument("--variants-dir", type=Path, default=Path("data/drawn-variants"))
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 
@@ -54,13 +68,38 @@ def main(argv: list[str] | None = None) -> int:
         plain = load_network(tmp)
         shipped = Path(tmp) / CALIBRATION_FILE
         ranges = torch.load(shipped, weights_only=True) if shipped.is_file() else int8_ranges(plain)
-    for name, (network, channels_last) in network_variants(plain, ranges).items():
+    variants = network_variants(plain, ranges)
+    for name, (network, channels_last) in variants.items():
         for batch in BATCH_SIZES:
             cost = forward_us(network, batch, channels_last, args.seconds)
             result["forward_us_per_image"][f"{name}_batch{batch}"] = round(cost, 1)
             print(f"forward {name:<14} batch {batch}  {cost:7.1f} us/image", flush=True)
+    if args.accuracy:
+        result["accuracy"] = served_accuracy(variants, accuracy_sets(args))
     write_report(args.report, result)
     return 0
+
+
+def accuracy_sets(args: argparse.Namespace) -> dict[str, list[Sample]]:
+    sets = {"mnist_test": mnist_test_pngs(args.data_dir, args.cache_dir)}
+    drawn_dir = args.data_dir / DRAWN_DEV
+    if (drawn_dir / "index.csv").is_file():
+        sets["drawn_digits_dev"] = drawn_digits(drawn_dir)
+        sets["variants"] = variant_samples(drawn_dir, args.variants_dir)
+    return sets
+
+
+def served_accuracy(variants: dict, sets: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:
+    """Accuracy of each served precision on each set, every set decoded once."""
+    result: dict[str, dict[str, float]] = {}
+    for set_name, samples in sets.items():
+        batches = prepared_batches(samples)
+        for name, (network, _) in variants.items():
+            if name.startswith("served"):
+                share = accuracy(network, batches)
+                result.setdefault(name, {})[set_name] = round(share, 4)
+                print(f"accuracy {name:<16} {set_name:<17} {share:.2%}", flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -45,10 +45,12 @@ def test_bench_inference(fake_run: Path, small_mnist: Path, tmp_path: Path) -> N
     run_script(
         "scripts/bench_inference.py",
         *("--model", str(mar), "--data-dir", str(small_mnist), "--cache-dir", str(tmp_path / "png")),
-        *("--seconds", "0.05", "--report", str(report_path)),
+        *("--seconds", "0.05", "--report", str(report_path), "--accuracy"),
     )
     report = json.loads(report_path.read_text())
     assert report["preprocess_us_per_image"]["mnist_test"] > 0
+    assert set(report["accuracy"]) == {"served", "served_bfloat16", "served_int8"}
+    assert all(0 <= sets["mnist_test"] <= 1 for sets in report["accuracy"].values())
     assert {
         f"{variant}_batch{batch}"
         for variant in ("plain", "channels_last", "served", "served_bfloat16", "served_int8")
