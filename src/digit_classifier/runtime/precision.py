@@ -89,7 +89,7 @@ def quantize_int8(network: nn.Module, ranges: Int8Ranges) -> nn.Module:
 
     The quantised FX graph calls a dozen Python modules per batch, which at batch 4 costs as
     much as its int8 arithmetic; frozen TorchScript runs the same kernels without them, about
-    twice as fast (``scripts/bench_inference.py``).
+    twice as fast in an ad hoc comparison.
     """
     from torch.ao.quantization.quantize_fx import convert_fx
 
