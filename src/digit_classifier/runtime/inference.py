@@ -15,7 +15,6 @@ from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
@@ -23,14 +22,15 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from digit_classifier.runtime.networks import NUM_CLASSES, build_network
 from digit_classifier.runtime.precision import CALIBRATION_FILE, Int8Ranges, convert, input_dtype
 from digit_classifier.runtime.preprocessing import (
-    IMAGE_SIZE,
+    Digit,
     ImageInputError,
     ImageLimits,
     NoFileError,
     UnreadableImageError,
     UnsupportedTypeError,
+    center_like_mnist,
     normalize,
-    png_to_field,
+    png_to_digit,
 )
 
 WEIGHTS_FILE = "weights.pt"
@@ -140,8 +140,8 @@ class PreparedBatch:
     inference_ms: float = 0.0
 
 
-def payload_to_field(payload: object, limits: ImageLimits) -> np.ndarray:
-    """Turn one request payload into a ``28x28`` ink field or raise an ``ImageInputError``.
+def payload_to_digit(payload: object, limits: ImageLimits) -> Digit:
+    """Turn one request payload into its fitted digit or raise an ``ImageInputError``.
 
     Only raw bytes can be a PNG: TorchServe hands over ``str`` for ``text/*`` bodies and
     parsed JSON for ``application/json``, which are refused as unsupported types.
@@ -152,20 +152,20 @@ def payload_to_field(payload: object, limits: ImageLimits) -> np.ndarray:
         payload = payload.tobytes()
     if not isinstance(payload, (bytes, bytearray)):
         raise UnsupportedTypeError("Filetype not supported.")
-    return png_to_field(bytes(payload), limits)
+    return png_to_digit(bytes(payload), limits)
 
 
 def prepare_batch(payloads: Sequence[object], limits: ImageLimits) -> PreparedBatch:
     """Decode every payload; a bad one is recorded by position and never fails the others.
 
-    The decoded fields are stacked and normalised once for the whole batch.
+    The decoded digits are centred, stacked and normalised once for the whole batch.
     """
-    fields = np.zeros((len(payloads), 1, IMAGE_SIZE, IMAGE_SIZE), dtype=np.float32)
+    digits: list[Digit] = []
     positions: list[int] = []
     errors: dict[int, ImageInputError] = {}
     for position, payload in enumerate(payloads):
         try:
-            fields[len(positions), 0] = payload_to_field(payload, limits)
+            digits.append(payload_to_digit(payload, limits))
         except ImageInputError as error:
             errors[position] = error
         except Exception:
@@ -173,7 +173,7 @@ def prepare_batch(payloads: Sequence[object], limits: ImageLimits) -> PreparedBa
             errors[position] = UnreadableImageError("Problem reading file.")
         else:
             positions.append(position)
-    images = normalize(torch.from_numpy(fields[: len(positions)]))
+    images = normalize(torch.from_numpy(center_like_mnist(digits)).unsqueeze(1))
     return PreparedBatch(len(payloads), images, positions, errors)
 
 
@@ -188,10 +188,9 @@ def predict_probabilities(model: nn.Module, images: torch.Tensor) -> torch.Tenso
     return torch.softmax(logits.float(), dim=1).cpu()
 
 
-def prediction_response(probabilities: torch.Tensor) -> dict[str, Any]:
+def prediction_response(digit: int, probabilities: list[float]) -> dict[str, Any]:
     """The success body: the most likely digit and all ten probabilities."""
-    values = probabilities.tolist()
-    return {"prediction": int(probabilities.argmax()), "percentages": values}
+    return {"prediction": digit, "percentages": probabilities}
 
 
 def error_response(error: ImageInputError) -> dict[str, Any]:
@@ -204,11 +203,13 @@ def status_phrase(status: int) -> str:
 
 
 def batch_responses(batch: PreparedBatch) -> list[dict[str, Any]]:
-    """One response per request, in request order."""
+    """One response per request, in request order (the batch's tensor read out once)."""
     responses: list[dict[str, Any]] = [{} for _ in range(batch.size)]
     for position, error in batch.errors.items():
         responses[position] = error_response(error)
     if batch.probabilities is not None:
-        for row, position in zip(batch.probabilities, batch.positions, strict=True):
-            responses[position] = prediction_response(row)
+        rows = batch.probabilities.tolist()
+        digits = batch.probabilities.argmax(dim=1).tolist()
+        for position, digit, row in zip(batch.positions, digits, rows, strict=True):
+            responses[position] = prediction_response(digit, row)
     return responses
