@@ -4,8 +4,9 @@ Each request of a batch is answered on its own: an image that cannot be decoded 
 its own HTTP status and ``{"error", "status"}`` body while the rest of the batch is
 classified, so bad input never turns into TorchServe's 503 "Prediction failed".
 
-Each batch also reports the handler's metrics (``digit_classifier.runtime.metrics``):
-one metric call per label value of the batch, never one per request.
+Each batch is also counted for the handler's metrics (``digit_classifier.runtime.metrics``):
+the counts are added up and reported once a second (``metrics_flush_seconds``), the
+batch's two timings at once.
 
 TorchServe makes the unpacked ``.mar`` folder importable, which is how the
 ``digit_classifier.runtime`` package shipped next to this file is found. TorchServe also
@@ -15,6 +16,7 @@ requires this module to define exactly one class, so the batch dataclass lives i
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Iterable
@@ -38,7 +40,7 @@ from digit_classifier.runtime.inference import (
     prepare_batch,
     status_phrase,
 )
-from digit_classifier.runtime.metrics import Sample, batch_samples
+from digit_classifier.runtime.metrics import MetricBuffer, Sample, batch_samples
 from digit_classifier.runtime.preprocessing import ImageLimits
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class DigitHandler(BaseHandler):
         if threads:
             torch.set_num_threads(int(threads))
         self.limits = limits_from_config(settings)
+        flush_interval = float(settings.get("metrics_flush_seconds", 1.0))
+        self.metrics = MetricBuffer(lambda samples: emit(context.metrics, samples), flush_interval)
 
         properties = context.system_properties
         gpu_id = properties.get("gpu_id")
@@ -100,7 +104,7 @@ class DigitHandler(BaseHandler):
             Path(digit_classifier.__file__).parent,
         )
 
-    def handle(self, data: list[dict[str, Any]], context: Any) -> list[dict[str, Any]]:
+    def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
         """``BaseHandler.handle`` without what it adds per batch and we do not use: its
         ``HandlerTime`` metric (a log line the frontend parses; ``digit_*_milliseconds``
         time the handler), the torch-profiler switch, and the describe and explain modes
@@ -131,12 +135,15 @@ class DigitHandler(BaseHandler):
         return data
 
     @timed
-    def postprocess(self, data: PreparedBatch) -> list[dict[str, Any]]:
+    def postprocess(self, data: PreparedBatch) -> list[bytes]:
+        """Each answer's status, content type and JSON body, encoded here: TorchServe encodes
+        a ``dict`` with ``json.dumps(indent=2)``, which runs the pure-Python encoder, at about
+        twice the time of the C one that compact output gets."""
         for position in range(data.size):
             error = data.errors.get(position)
             status = error.status if error else int(HTTPStatus.OK)
             self.context.set_response_status(status, status_phrase(status), idx=position)
             self.context.set_response_content_type(position, JSON)
         responses = batch_responses(data)
-        emit(self.context.metrics, batch_samples(data, responses, self.version))
-        return responses
+        self.metrics.add(batch_samples(data, responses, self.version))
+        return [json.dumps(response).encode() for response in responses]

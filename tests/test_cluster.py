@@ -360,10 +360,11 @@ def scraped(server: TorchServe) -> str:
 def test_metrics_api_shows_torchserve_and_handler_metrics(cluster: Cluster, models: Models) -> None:
     for number in range(4):
         requests.post(f"{cluster.replicas[0].predict_url()}", timeout=30, **models.plan(number)[1])
+    handler_counts = r'\ndigit_requests_total\{status="200",ModelVersion="1",ModelName="digit",'
+    wait_for(lambda: re.search(handler_counts, scraped(cluster.replicas[0])), 10, "handler counts not reported")
     text = scraped(cluster.replicas[0])
     for name in ("ts_inference_requests_total", "ts_inference_latency_microseconds", "Requests2XX"):
         assert f"\n{name}{{" in text, name
-    assert re.search(r'\ndigit_requests_total\{status="200",ModelVersion="1",ModelName="digit",', text)
     assert re.search(r'\ndigit_predictions_total\{digit="\d",', text)
     assert re.search(r"\ndigit_preprocess_milliseconds_count\{", text)
     assert re.search(r"\ndigit_inference_milliseconds_bucket\{", text)

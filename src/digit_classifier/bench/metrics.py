@@ -1,11 +1,14 @@
 """What the handler's metrics cost a worker per batch, in one process.
 
-The handler counts a batch (``runtime.metrics.batch_samples``) and hands the samples to
-TorchServe's metric cache (the handler's ``emit``), which writes one log line per sample
-to the worker's stdout, for the frontend to parse. Here those lines go to ``/dev/null``
-through the same logger, so the figure is the worker's side; the frontend's parsing runs
-in its JVM. It is set beside the handler's own work on the same batch: ``prepare_batch``,
-the forward pass and ``batch_responses``.
+The handler counts a batch (``runtime.metrics.batch_samples``) and hands the samples to a
+``MetricBuffer``, which passes them to TorchServe's metric cache (the handler's ``emit``)
+that writes one log line per sample to the worker's stdout, for the frontend to parse:
+the timings at once, the counters added up and flushed once a second. Both ways are timed
+here: as shipped (the flushes, a few calls a second, left out) and reporting every batch's
+counts at once (``metrics_flush_seconds: 0``). The lines go to ``/dev/null`` through the
+same logger, so the figures are the worker's side; the frontend's parsing runs in its JVM.
+They are set beside the handler's own work on the same batch: ``prepare_batch``, the
+forward pass and ``batch_responses``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import importlib.util
 import logging
 import os
 from collections.abc import Iterator
+from functools import partial
 from types import ModuleType
 
 from torch import nn
@@ -22,7 +26,7 @@ from ts.metrics.metric_cache_yaml_impl import MetricsCacheYamlImpl
 
 from digit_classifier.bench.inference import microseconds_per_call
 from digit_classifier.runtime.inference import batch_responses, predict_probabilities, prepare_batch
-from digit_classifier.runtime.metrics import batch_samples
+from digit_classifier.runtime.metrics import MetricBuffer, batch_samples
 from digit_classifier.runtime.preprocessing import ImageLimits
 from digit_classifier.serving.archive import HANDLER
 from digit_classifier.serving.torchserve import CONFIG_DIR
@@ -71,11 +75,20 @@ def batch_costs_us(network: nn.Module, payloads: list[bytes], seconds: float) ->
     batch.probabilities = predict_probabilities(network, batch.images)
     responses = batch_responses(batch)
     emit, cache = handler_module().emit, metric_cache(len(payloads))
+
+    def count(buffer: MetricBuffer) -> None:
+        buffer.add(batch_samples(batch, responses, "1"))
+
+    costs = {}
     with metric_lines_to_devnull():
-        metrics = microseconds_per_call(lambda: emit(cache, batch_samples(batch, responses, "1")), seconds)
+        for name, interval in (("metrics_us", 3600.0), ("metrics_every_batch_us", 0.0)):
+            buffer = MetricBuffer(lambda samples: emit(cache, samples), interval)
+            costs[name] = microseconds_per_call(partial(count, buffer), seconds)
+            buffer.close()
     work = microseconds_per_call(handler_work, seconds)
     return {
         "handler_work_us": round(work, 1),
-        "metrics_us": round(metrics, 1),
-        "metrics_share": round(metrics / work, 4),
+        **{name: round(cost, 1) for name, cost in costs.items()},
+        "metrics_share": round(costs["metrics_us"] / work, 4),
+        "metrics_every_batch_share": round(costs["metrics_every_batch_us"] / work, 4),
     }
