@@ -4,9 +4,8 @@ Each request of a batch is answered on its own: an image that cannot be decoded 
 its own HTTP status and ``{"error", "status"}`` body while the rest of the batch is
 classified, so bad input never turns into TorchServe's 503 "Prediction failed".
 
-Each batch is also counted for the handler's metrics (``digit_classifier.runtime.metrics``):
-the counts are added up and reported once a second (``metrics_flush_seconds``), the
-batch's two timings at once.
+Each batch is also counted for the handler's metrics (``digit_classifier.runtime.metrics``),
+and the counts are added up and reported once a second (``metrics_flush_seconds``).
 
 TorchServe makes the unpacked ``.mar`` folder importable, which is how the
 ``digit_classifier.runtime`` package shipped next to this file is found. TorchServe also
@@ -52,17 +51,14 @@ JSON = "application/json"
 
 
 def emit(metrics: Any, samples: Iterable[Sample]) -> None:
-    """Hand ``samples`` to TorchServe's metric cache (``context.metrics``).
+    """Add ``samples`` to their counters in TorchServe's metric cache (``context.metrics``).
 
     Each call gets a fresh ``dimensions`` list: TorchServe appends its default dimensions
     (ModelName, Level) to the list it is given, and its default argument is a shared list.
     """
     for sample in samples:
         dimensions = [Dimension(name, value) for name, value in sample.labels]
-        if sample.kind == "histogram":
-            metrics.add_time(sample.name, sample.value, None, "ms", dimensions, MetricTypes.HISTOGRAM)
-        else:
-            metrics.add_counter(sample.name, sample.value, None, dimensions)
+        metrics.add_metric(sample.name, sample.value, sample.unit, None, dimensions, MetricTypes.COUNTER)
 
 
 class DigitHandler(BaseHandler):

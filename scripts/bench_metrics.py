@@ -4,11 +4,11 @@
 
 On one torch thread, as the workers run: a batch of ``--batch`` MNIST test PNGs (the
 shipped batchSize is 4), the handler's own work on it (``prepare_batch``, the forward pass
-of the network as the archive serves it, ``batch_responses``) and its metrics: as shipped (count the batch,
-report its two timings; the counters' flushes, a few calls a second, left out) and
-reporting every batch's counts too (``metrics_flush_seconds: 0``), one call into
-TorchServe's metric cache per sample, whose log lines go to /dev/null. Median microseconds
-per batch (``digit_classifier.bench.metrics``). Writes ``--report`` (logs/bench/metrics.json).
+of the network as the archive serves it, ``batch_responses``) and its metrics: as shipped
+(count the batch into the buffer; its flushes, a few calls a second, left out) and
+reporting every batch's counts (``metrics_flush_seconds: 0``), one call into TorchServe's
+metric cache per sample, whose log lines go to /dev/null. Median microseconds per batch
+(``digit_classifier.bench.metrics``). Writes ``--report`` (logs/bench/metrics.json).
 """
 
 from __future__ import annotations

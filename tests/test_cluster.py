@@ -361,13 +361,14 @@ def test_metrics_api_shows_torchserve_and_handler_metrics(cluster: Cluster, mode
     for number in range(4):
         requests.post(f"{cluster.replicas[0].predict_url()}", timeout=30, **models.plan(number)[1])
     handler_counts = r'\ndigit_requests_total\{status="200",ModelVersion="1",ModelName="digit",'
-    wait_for(lambda: re.search(handler_counts, scraped(cluster.replicas[0])), 10, "handler counts not reported")
+    wait_for(lambda: re.search(handler_counts, scraped(cluster.replicas[0])), 10, "no handler counts")
     text = scraped(cluster.replicas[0])
     for name in ("ts_inference_requests_total", "ts_inference_latency_microseconds", "Requests2XX"):
         assert f"\n{name}{{" in text, name
     assert re.search(r'\ndigit_predictions_total\{digit="\d",', text)
-    assert re.search(r"\ndigit_preprocess_milliseconds_count\{", text)
-    assert re.search(r"\ndigit_inference_milliseconds_bucket\{", text)
+    for stem in ("batches", "preprocess_milliseconds", "inference_milliseconds"):
+        name = f"digit_{stem}_total"
+        assert re.search(rf"\n{name}\{{ModelVersion=\"1\",", text), name
 
 
 def blank_total(prometheus: Prometheus) -> float:

@@ -231,10 +231,11 @@ def test_a_batch_reports_its_metrics_once_per_label(
     assert count("digit_refused_images_total", reason="blank") == 1
     (digit,) = [labels["digit"] for name, _, labels in lines if name == "digit_predictions_total"]
     assert count("digit_predictions_total", digit=digit) == 3
-    timings = {name: value for name, value, _ in lines if name.endswith("_milliseconds")}
-    assert set(timings) == {"digit_preprocess_milliseconds", "digit_inference_milliseconds"}
+    assert count("digit_batches_total") == 1
+    timings = {name: value for name, value, _ in lines if name.endswith("_milliseconds_total")}
+    assert set(timings) == {"digit_preprocess_milliseconds_total", "digit_inference_milliseconds_total"}
     assert all(value > 0 for value in timings.values())
-    assert len(lines) == 8
+    assert len(lines) == 9
 
 
 @pytest.mark.parametrize("header", ["explain", "describe"])

@@ -178,14 +178,14 @@ def test_concurrent_mixed_requests_are_batched_and_answered_each(server: Server,
 
 
 def answered_and_batches(server: Server) -> tuple[float, float]:
-    """Requests the handler answered and batches it ran, from the metrics API: the sum of
-    ``digit_requests_total`` and the count of ``digit_preprocess_milliseconds`` (one per batch)."""
+    """Requests the handler answered and batches it ran, from the metrics API: the sums of
+    ``digit_requests_total`` and ``digit_batches_total``."""
     text = requests.get(f"{server.torchserve.metrics_url}/metrics", timeout=5).text
 
     def total(series: str) -> float:
         return sum(float(value) for value in re.findall(rf"^{series}{{[^}}]*}} (\S+)$", text, re.MULTILINE))
 
-    return total("digit_requests_total"), total("digit_preprocess_milliseconds_count")
+    return total("digit_requests_total"), total("digit_batches_total")
 
 
 def batched(server: Server, before: tuple[float, float], sent: int, wait: float = 5) -> bool:

@@ -1,12 +1,12 @@
 """What the handler's metrics cost a worker per batch, in one process.
 
-The handler counts a batch (``runtime.metrics.batch_samples``) and hands the samples to a
-``MetricBuffer``, which passes them to TorchServe's metric cache (the handler's ``emit``)
-that writes one log line per sample to the worker's stdout, for the frontend to parse:
-the timings at once, the counters added up and flushed once a second. Both ways are timed
-here: as shipped (the flushes, a few calls a second, left out) and reporting every batch's
-counts at once (``metrics_flush_seconds: 0``). The lines go to ``/dev/null`` through the
-same logger, so the figures are the worker's side; the frontend's parsing runs in its JVM.
+The handler counts a batch (``runtime.metrics.batch_samples``) and adds the counts to a
+``MetricBuffer``, which hands their sums to TorchServe's metric cache (the handler's
+``emit``) once a second; the cache writes one log line per sample to the worker's stdout,
+for the frontend to parse. Both ways are timed here: as shipped (the flushes, a few calls
+a second, left out) and reporting every batch's counts at once
+(``metrics_flush_seconds: 0``). The lines go to ``/dev/null`` through the same logger, so
+the figures are the worker's own work; the frontend's reading and parsing runs in its JVM.
 They are set beside the handler's own work on the same batch: ``prepare_batch``, the
 forward pass and ``batch_responses``.
 """

@@ -1,10 +1,13 @@
-"""The handler's own metrics: counted per batch, counters added up over many batches.
+"""The handler's own metrics: counted per batch, added up over many batches.
 
-A worker reports a metric to TorchServe's frontend as one log line per call (about 30 us
-of the worker's time, ``scripts/bench_metrics.py``), which the frontend then parses. So a
-batch is first counted by label value (:func:`batch_samples`), and :class:`MetricBuffer`
-adds the counts up over many batches and reports them once a ``flush_interval``; only the
-two timings of each batch go out at once, being observations of a histogram.
+A worker reports a metric to TorchServe's frontend as one log line per call, which the
+frontend's thread then reads and parses while the worker waits on the pipe: a profile of
+a live worker charged about 4% of its time to each line a batch wrote
+(``scripts/profile_worker.py``). So every metric here is a counter, timings included (total
+milliseconds, next to the number of batches, as TorchServe's own
+``ts_inference_latency_microseconds``): :func:`batch_samples` counts a batch by label value,
+and :class:`MetricBuffer` adds the counts up and reports them once a ``flush_interval``,
+a few lines a second however many batches run.
 ``configs/torchserve/metrics.yaml`` declares these names and labels; in Prometheus mode
 the frontend serves them on its metrics API (``/metrics``).
 """
@@ -26,22 +29,26 @@ REFUSED = "digit_refused_images_total"
 """Images refused, by ``reason`` (``ImageInputError.reason``)."""
 PREDICTIONS = "digit_predictions_total"
 """Answers, by predicted ``digit``."""
-PREPROCESS_MS = "digit_preprocess_milliseconds"
-"""Decoding and preprocessing time of a batch."""
-INFERENCE_MS = "digit_inference_milliseconds"
-"""Forward-pass time of a batch."""
+BATCHES = "digit_batches_total"
+"""Batches handled."""
+PREPROCESS_MS = "digit_preprocess_milliseconds_total"
+"""Time spent decoding and preprocessing, over all batches."""
+INFERENCE_MS = "digit_inference_milliseconds_total"
+"""Time spent in the forward pass, over the batches that had an image to classify."""
 VERSION_LABEL = "ModelVersion"
 """Every sample is labelled with the model version, so that a rollout shows in the metrics."""
+
+Labels = tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
 class Sample:
-    """One metric call: ``kind`` is ``counter`` (add ``value``) or ``histogram`` (observe it)."""
+    """An amount to add to the counter ``name`` with these ``labels``, in ``unit``."""
 
     name: str
     value: float
-    labels: tuple[tuple[str, str], ...]
-    kind: str = "counter"
+    labels: Labels
+    unit: str = "count"
 
 
 def batch_samples(batch: PreparedBatch, responses: Sequence[Mapping[str, Any]], version: str) -> list[Sample]:
@@ -62,16 +69,16 @@ def batch_samples(batch: PreparedBatch, responses: Sequence[Mapping[str, Any]], 
     samples += [
         Sample(PREDICTIONS, count, (("digit", str(digit)), version_label)) for digit, count in digits.items()
     ]
-    samples.append(Sample(PREPROCESS_MS, batch.preprocess_ms, (version_label,), "histogram"))
+    samples.append(Sample(BATCHES, 1, (version_label,)))
+    samples.append(Sample(PREPROCESS_MS, batch.preprocess_ms, (version_label,), "ms"))
     if batch.positions:
-        samples.append(Sample(INFERENCE_MS, batch.inference_ms, (version_label,), "histogram"))
+        samples.append(Sample(INFERENCE_MS, batch.inference_ms, (version_label,), "ms"))
     return samples
 
 
 class MetricBuffer:
-    """Adds up counter samples and hands them to ``emit`` every ``flush_interval`` seconds,
-    from a daemon thread; histogram samples go to ``emit`` at once. ``emit`` is only ever
-    called by one thread at a time.
+    """Adds samples up and hands the sums to ``emit`` every ``flush_interval`` seconds, from a
+    daemon thread; ``emit`` is only ever called by one thread at a time.
 
     Counts reach the metrics API up to ``flush_interval`` late, and a worker that is killed
     takes at most that much of them along; ``flush_interval=0`` reports every batch at once.
@@ -80,28 +87,26 @@ class MetricBuffer:
     def __init__(self, emit: Callable[[list[Sample]], None], flush_interval: float = 1.0) -> None:
         self._emit = emit
         self.flush_interval = flush_interval
-        self._counts: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
+        self._sums: Counter[tuple[str, Labels, str]] = Counter()
         self._lock = threading.Lock()
         self._closed = threading.Event()
         if flush_interval > 0:
             threading.Thread(target=self._flush_periodically, name="digit-metrics", daemon=True).start()
 
     def add(self, samples: Sequence[Sample]) -> None:
-        observations = [sample for sample in samples if sample.kind != "counter" or not self.flush_interval]
         with self._lock:
-            if self.flush_interval:
-                for sample in samples:
-                    if sample.kind == "counter":
-                        self._counts[sample.name, sample.labels] += sample.value
-            if observations:
-                self._emit(observations)
+            for sample in samples:
+                self._sums[sample.name, sample.labels, sample.unit] += sample.value
+        if not self.flush_interval:
+            self.flush()
 
     def flush(self) -> None:
-        """Report the counts added since the last flush."""
+        """Report what was added since the last flush."""
         with self._lock:
-            counts, self._counts = self._counts, Counter()
-            if counts:
-                self._emit([Sample(name, value, labels) for (name, labels), value in counts.items()])
+            sums, self._sums = self._sums, Counter()
+            samples = [Sample(name, value, labels, unit) for (name, labels, unit), value in sums.items()]
+            if samples:
+                self._emit(samples)
 
     def close(self) -> None:
         """Stop the flushing thread and report what is left."""
