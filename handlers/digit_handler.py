@@ -5,7 +5,9 @@ its own HTTP status and ``{"error", "status"}`` body while the rest of the batch
 classified, so bad input never turns into TorchServe's 503 "Prediction failed".
 
 Each batch is also counted for the handler's metrics (``digit_classifier.runtime.metrics``),
-and the counts are added up and reported once a second (``metrics_flush_seconds``).
+and the counts are added up and reported once a second (``metrics_flush_seconds``), so that
+a batch writes no line to the pipe the frontend reads; nor do TorchServe's own two lines
+per batch, unless ``torchserve_batch_logs`` is set.
 
 TorchServe makes the unpacked ``.mar`` folder importable, which is how the
 ``digit_classifier.runtime`` package shipped next to this file is found. TorchServe also
@@ -39,7 +41,7 @@ from digit_classifier.runtime.inference import (
     prepare_batch,
     status_phrase,
 )
-from digit_classifier.runtime.metrics import MetricBuffer, Sample, batch_samples
+from digit_classifier.runtime.metrics import MetricBuffer, Sample, batch_samples, drop_batch_log_lines
 from digit_classifier.runtime.preprocessing import ImageLimits
 
 logger = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ class DigitHandler(BaseHandler):
         self.limits = limits_from_config(settings)
         flush_interval = float(settings.get("metrics_flush_seconds", 1.0))
         self.metrics = MetricBuffer(lambda samples: emit(context.metrics, samples), flush_interval)
+        if not settings.get("torchserve_batch_logs", False):
+            drop_batch_log_lines()
 
         properties = context.system_properties
         gpu_id = properties.get("gpu_id")
@@ -102,7 +106,7 @@ class DigitHandler(BaseHandler):
 
     def handle(self, data: list[dict[str, Any]], context: Any) -> list[bytes]:
         """``BaseHandler.handle`` without what it adds per batch and we do not use: its
-        ``HandlerTime`` metric (a log line the frontend parses; ``digit_*_milliseconds``
+        ``HandlerTime`` metric (a log line the frontend parses; ``digit_*_milliseconds_total``
         time the handler), the torch-profiler switch, and the describe and explain modes
         (a ``describe`` header would answer ``null`` for a batch, ``explain`` fail it)."""
         self.context = context

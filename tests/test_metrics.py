@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 
-from digit_classifier.runtime.metrics import MetricBuffer, Sample
+import pytest
+
+from digit_classifier.runtime.metrics import MetricBuffer, Sample, drop_batch_log_lines
 
 VERSION = (("ModelVersion", "1"),)
 
@@ -70,3 +73,27 @@ def test_interval_zero_reports_every_batch_at_once() -> None:
     buffer = MetricBuffer(recorder, flush_interval=0)
     buffer.add(batch("200", "3", 1.0))
     assert len(recorder.calls) == 1 and len(recorder.calls[0]) == 3
+
+
+def test_torchserve_batch_lines_are_dropped_and_nothing_else(caplog: pytest.LogCaptureFixture) -> None:
+    root, metrics = logging.getLogger(), logging.getLogger("ts.metrics.caching_metric")
+    saved = root.filters[:], metrics.filters[:]
+    try:
+        for logger in (root, metrics):
+            logger.filters[:] = [existing for existing in logger.filters if not hasattr(existing, "drops")]
+        drop_batch_log_lines()
+        drop_batch_log_lines()
+        assert [hasattr(existing, "drops") for existing in root.filters].count(True) == 1, "installed once"
+        with caplog.at_level(logging.INFO):
+            logging.info("Backend received inference at: %d", 1796180000)
+            metrics.info(
+                "[METRICS]PredictionTime.Milliseconds:1.2|#ModelName:digit,Level:Model|#hostname:h,1"
+            )
+            metrics.info("[METRICS]digit_batches_total.count:3|#ModelVersion:1|#hostname:h,1")
+            logging.info("Frontend disconnected.")
+        assert [record.getMessage().split(".")[0] for record in caplog.records] == [
+            "[METRICS]digit_batches_total",
+            "Frontend disconnected",
+        ]
+    finally:
+        root.filters[:], metrics.filters[:] = saved

@@ -14,6 +14,7 @@ the frontend serves them on its metrics API (``/metrics``).
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -116,3 +117,36 @@ class MetricBuffer:
     def _flush_periodically(self) -> None:
         while not self._closed.wait(self.flush_interval):
             self.flush()
+
+
+BATCH_LOG_LINES = {
+    "": "Backend received inference at: %d",
+    "ts.metrics.caching_metric": "[METRICS]PredictionTime.",
+}
+"""The two lines TorchServe's worker writes for every batch, by the logger that writes them
+(its ``PredictionTime`` gauge, and a timestamp the frontend copies to ``model_log.log``)."""
+
+
+def drop_batch_log_lines() -> None:
+    """Keep TorchServe's worker from writing :data:`BATCH_LOG_LINES` (the frontend parses
+    neither: ``digit_*_milliseconds_total`` time the handler, and the frontend times
+    requests itself), so that a batch writes nothing to the pipe the frontend reads.
+
+    Each line wakes the frontend's reader thread, which on two cores preempts the worker:
+    with the handler's own lines gone, a live worker's profile still charged a tenth of its
+    time to writing these two (``scripts/profile_worker.py``). TorchServe has no setting for
+    them, hence a filter on each logger.
+    """
+    for name, start in BATCH_LOG_LINES.items():
+        logger = logging.getLogger(name)
+        if not any(getattr(existing, "drops", None) == start for existing in logger.filters):
+            logger.addFilter(_DropLines(start))
+
+
+class _DropLines(logging.Filter):
+    def __init__(self, start: str) -> None:
+        super().__init__()
+        self.drops = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith(self.drops))
