@@ -460,7 +460,9 @@ def test_trial_of_a_worker_that_died_elsewhere_is_retried_after_the_grace_period
         small_mnist,
         sweep,
         4,
-        "trainer.max_epochs=2",
+        # Long enough that the survivor's three trials outlast the grace: at 2 epochs a fast
+        # machine ran them in 4 s, before the dead trial was due for a retry.
+        "trainer.max_epochs=6",
         "hydra.sweeper.study_name=heartbeat",
         f"hydra.sweeper.heartbeat_interval={HEARTBEAT_S}",
         f"hydra.sweeper.grace_period={GRACE_S}",
