@@ -31,7 +31,7 @@ from digit_classifier.bench.inference import (
 )
 from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
-from digit_classifier.bench.variants import variant_samples
+from digit_classifier.bench.variants import evaluation_sets
 from digit_classifier.runtime.inference import load_network
 from digit_classifier.runtime.precision import CALIBRATION_FILE
 from digit_classifier.serving.calibration import int8_ranges
@@ -75,18 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             result["forward_us_per_image"][f"{name}_batch{batch}"] = round(cost, 1)
             print(f"forward {name:<14} batch {batch}  {cost:7.1f} us/image", flush=True)
     if args.accuracy:
-        result["accuracy"] = served_accuracy(variants, accuracy_sets(args))
+        result["accuracy"] = served_accuracy(
+            variants, evaluation_sets(args.data_dir, args.cache_dir, args.variants_dir)
+        )
     write_report(args.report, result)
     return 0
-
-
-def accuracy_sets(args: argparse.Namespace) -> dict[str, list[Sample]]:
-    sets = {"mnist_test": mnist_test_pngs(args.data_dir, args.cache_dir)}
-    drawn_dir = args.data_dir / DRAWN_DEV
-    if (drawn_dir / "index.csv").is_file():
-        sets["drawn_digits_dev"] = drawn_digits(drawn_dir)
-        sets["variants"] = variant_samples(drawn_dir, args.variants_dir)
-    return sets
 
 
 def served_accuracy(variants: dict, sets: dict[str, list[Sample]]) -> dict[str, dict[str, float]]:

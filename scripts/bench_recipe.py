@@ -27,17 +27,12 @@ from digit_classifier.bench.recipe import (
     train_rounds,
 )
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
-from digit_classifier.bench.variants import variant_samples
+from digit_classifier.bench.samples import Sample, default_data_dir
+from digit_classifier.bench.variants import evaluation_sets
 
 
 def endpoint_sets(args: argparse.Namespace) -> dict[str, list[Sample]]:
-    """MNIST test, and the drawn digits and their variants where the drawn digits exist."""
-    sets = {"mnist_test": mnist_test_pngs(args.data_dir, args.cache_dir)}
-    drawn = args.data_dir / DRAWN_DEV
-    if (drawn / "index.csv").is_file():
-        sets["drawn_digits_dev"] = drawn_digits(drawn)
-        sets["variants"] = variant_samples(drawn, args.variants_dir)
+    sets = evaluation_sets(args.data_dir, args.cache_dir, args.variants_dir)
     return {name: samples[: args.limit] for name, samples in sets.items()}
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
-from digit_classifier.bench.samples import Sample, drawn_digits, indexed_samples
+from digit_classifier.bench.samples import DRAWN_DEV, Sample, drawn_digits, indexed_samples, mnist_test_pngs
 
 CANVAS = 280
 SUPERSAMPLE = 4
@@ -232,3 +232,14 @@ def variant_samples(drawn_dir: Path, out_dir: Path) -> list[Sample]:
     """The set in ``out_dir``, built there first when it is not."""
     index = out_dir / "index.csv"
     return indexed_samples(index) if index.is_file() else build(drawn_dir, out_dir)
+
+
+def evaluation_sets(data_dir: Path, cache_dir: Path, variants_dir: Path) -> dict[str, list[Sample]]:
+    """The sets accuracy is reported on: MNIST test, and the drawn digits and their variants
+    where the drawn digits exist (``variants_dir`` caches the variants)."""
+    sets = {"mnist_test": mnist_test_pngs(data_dir, cache_dir)}
+    drawn_dir = data_dir / DRAWN_DEV
+    if (drawn_dir / "index.csv").is_file():
+        sets["drawn_digits_dev"] = drawn_digits(drawn_dir)
+        sets["variants"] = variant_samples(drawn_dir, variants_dir)
+    return sets
