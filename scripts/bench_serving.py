@@ -19,7 +19,8 @@ fraction of the no-op one's, and the cold start (from starting TorchServe, as
 (logs/bench/serving.json) and ``--plot`` (docs/serving_latency.png).
 
 ``--tune`` serves the full handler once per ``--settings`` entry (model-config keys
-``workers``, ``threads``, ``batch``, ``delay``; config.properties ``netty`` =
+``workers``, ``batch``, ``delay``; handler section ``threads`` = torch_num_threads, ``buffered`` =
+buffered_frontend_reads 0/1; config.properties ``netty`` =
 number_of_netty_threads, ``client`` = netty_client_threads, 0 meaning TorchServe's default,
 ``async`` = async_logging 0/1; ``tslog=1`` = TorchServe's own log4j2.xml instead of the project's)
 at ``--tune-concurrency`` (8), ``--rounds`` times each (medians reported), and writes a

@@ -41,6 +41,7 @@ INFERENCE_FILES = {
     "digit_classifier/runtime/inference.py",
     "digit_classifier/runtime/metrics.py",
     "digit_classifier/runtime/precision.py",
+    "digit_classifier/runtime/protocol.py",
     "calibration.pt",
 }
 """Everything a .mar holds: the handler, the runtime folder, the model files, and the images

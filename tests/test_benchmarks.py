@@ -58,6 +58,18 @@ def test_bench_inference(fake_run: Path, small_mnist: Path, tmp_path: Path) -> N
     } == set(report["forward_us_per_image"])
 
 
+def test_bench_protocol(small_mnist: Path, tmp_path: Path) -> None:
+    report_path = tmp_path / "protocol.json"
+    result = run_script(
+        "scripts/bench_protocol.py",
+        *("--data-dir", str(small_mnist), "--cache-dir", str(tmp_path / "png")),
+        *("--seconds", "0.05", "--rounds", "2", "--report", str(report_path)),
+    )
+    rounds = json.loads(report_path.read_text())["rounds"]
+    assert len(rounds) == 2 and all(costs["batch"] == 4 and costs["buffered_read_us"] > 0 for costs in rounds)
+    assert "buffered read" in result.stdout
+
+
 def test_bench_serving_report_and_tuning(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:
     common = [
         str(fake_run),

@@ -45,7 +45,8 @@ PROPERTY_KEYS = {
     "client": "netty_client_threads",
     "async": "async_logging",
 }
-SETTING_KEYS = {*MODEL_KEYS, *PROPERTY_KEYS, "threads", "tslog"}
+HANDLER_KEYS = {"threads": "torch_num_threads", "buffered": "buffered_frontend_reads"}
+SETTING_KEYS = {*MODEL_KEYS, *PROPERTY_KEYS, *HANDLER_KEYS, "tslog"}
 MEDIAN_KEYS = ("rps", "p50_ms", "p90_ms", "p99_ms", "server_cpu_s_per_s", "client_cpu_s_per_s")
 
 
@@ -67,8 +68,9 @@ def model_config(setting: dict[str, int]) -> dict[str, Any]:
         for name in names:
             if key in setting:
                 config[name] = setting[key]
-    if "threads" in setting:
-        config["handler"]["torch_num_threads"] = setting["threads"]
+    for key, name in HANDLER_KEYS.items():
+        if key in setting:
+            config["handler"][name] = setting[key]
     return config
 
 
