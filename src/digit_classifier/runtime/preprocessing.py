@@ -284,6 +284,9 @@ def fit_digit(ink: Ink) -> Digit:
 
     Pillow's bilinear resize is antialiased when it shrinks, as MNIST's own downscaling was.
     It runs on the 8-bit crop; ink levels are computed later, on the (at most 20x20) result.
+    A crop that already fits the box exactly (an MNIST digit's) is kept as it is, which is
+    what the resize would return; its brightest pixel is the image's, since every pixel
+    above the threshold is inside the crop.
     """
     threshold = ink.threshold
     top, bottom = _extent(ink.rows > threshold)
@@ -293,6 +296,8 @@ def fit_digit(ink: Ink) -> Digit:
     height, width = crop.shape
     scale = DIGIT_BOX / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if size == (width, height):
+        return Digit(crop, ink.floor, 1 / ink.contrast)
     pixels = _array(_image(crop).resize(size, Image.Resampling.BILINEAR))
     peak = int(pixels.max()) - ink.floor
     if peak <= 0:
