@@ -13,6 +13,8 @@ import pytest
 from conftest import run_script
 from serving_support import archive, make_fake_run
 
+from digit_classifier.bench.profile import WAIT, stage_of
+
 pytestmark = pytest.mark.slow
 
 
@@ -100,6 +102,16 @@ def test_bench_serving_report_and_tuning(fake_run: Path, small_mnist: Path, tmp_
     )
     tuning = (tmp_path / "serving_tuning.md").read_text()
     assert "batch" in tuning
+
+
+def test_profile_stages_tell_a_wait_for_the_next_batch_from_parsing_it() -> None:
+    loop = ["run_server (model_service_worker.py:260)", "handle_connection (model_service_worker.py:179)"]
+    wait_stock = [*loop, "retrieve_msg (otf_message_handler.py:33)", "_retrieve_buffer (otf.py:181)"]
+    wait_ours = [*loop, "retrieve_msg (otf.py:33)", "FrontendReader.__call__ (protocol.py:41)"]
+    parse = [*loop, "retrieve_msg (otf_message_handler.py:36)", "_retrieve_inference_msg (otf.py:238)"]
+    parse += ["_retrieve_request (otf.py:253)", "_retrieve_int (otf.py:193)", "_retrieve_buffer (otf.py:181)"]
+    assert stage_of(wait_stock) == stage_of(wait_ours) == WAIT
+    assert stage_of(parse) == "TorchServe protocol (read request, encode answer)"
 
 
 def test_profile_worker(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:

@@ -10,7 +10,9 @@ looked for from the innermost frame out, so that, say, Pillow's decoding inside
 py-spy samples what each busy thread is doing, whether or not it holds a core at that
 instant. On two cores shared with the frontend's JVM and the load generator, a worker that
 has just handed its answer to the frontend (``sendall``) is often preempted by the thread
-that reads it, so "send the answer" includes that wait.
+that reads it, so "send the answer" includes that wait. A worker waiting for its next
+batch is blocked in a ``recv``, which py-spy does not always see as idle: those samples
+get a stage of their own.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +42,23 @@ STAGES: list[tuple[str, tuple[str, ...]]] = [
     ("TorchServe worker loop", ("ts/service.py", "model_service_worker", "ts/context.py")),
 ]
 OTHER = "other"
+WAIT = "wait for the next batch (its first read)"
+READS = ("_retrieve_buffer", "FrontendReader.__call__")
+"""The functions a worker reads the frontend's socket with: TorchServe's, or the handler's
+buffered one (``digit_classifier.runtime.protocol``)."""
+
+
+def waits_for_a_batch(stack: list[str]) -> bool:
+    """Whether ``stack`` is in the read of a message's first byte, called by ``retrieve_msg``
+    itself: there the worker blocks until the frontend sends the next batch."""
+    names = [frame.split(" (")[0] for frame in stack]
+    return any(outer == "retrieve_msg" and inner in READS for outer, inner in pairwise(names))
 
 
 def stage_of(stack: list[str]) -> str:
     """The stage of one sampled stack, innermost frame first."""
+    if waits_for_a_batch(stack):
+        return WAIT
     for frame in reversed(stack):
         for stage, markers in STAGES:
             if any(marker in frame for marker in markers):
