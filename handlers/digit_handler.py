@@ -31,6 +31,7 @@ import torch
 from ts.handler_utils.timer import timed
 from ts.metrics.dimension import Dimension
 from ts.metrics.metric_type_enum import MetricTypes
+from ts.protocol import otf_message_handler
 from ts.torch_handler.base_handler import BaseHandler
 
 import digit_classifier
@@ -88,7 +89,7 @@ class DigitHandler(BaseHandler):
             drop_batch_log_lines()
         buffered = bool(settings.get("buffered_frontend_reads", True))
         if buffered:
-            buffer_frontend_reads()
+            buffer_frontend_reads(otf_message_handler)
 
         properties = context.system_properties
         gpu_id = properties.get("gpu_id")

@@ -57,8 +57,8 @@ def test_buffered_read_parses_what_torchserve_parses(
 ) -> None:
     reference = expected()
     monkeypatch.setattr(otf_message_handler, "_retrieve_buffer", otf_message_handler._retrieve_buffer)
-    buffer_frontend_reads()
-    buffer_frontend_reads()
+    buffer_frontend_reads(otf_message_handler)
+    buffer_frontend_reads(otf_message_handler)
     assert isinstance(otf_message_handler._retrieve_buffer, FrontendReader)
     received = [otf_message_handler.retrieve_msg(frontend) for _ in MESSAGES]
     assert received == reference

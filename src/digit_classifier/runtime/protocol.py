@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import socket
 import sys
+from types import ModuleType
 
 CHUNK = 64 * 1024
 """Bytes asked of the socket at a time (more when one field is larger)."""
@@ -52,13 +53,12 @@ class FrontendReader:
         self.buffer += chunk
 
 
-def buffer_frontend_reads() -> None:
+def buffer_frontend_reads(otf_message_handler: ModuleType) -> None:
     """Make this TorchServe worker read the frontend's messages through a :class:`FrontendReader`.
 
-    Called by the handler as its model loads, between two messages, when nothing of the
-    next one has been read yet. Idempotent.
+    ``otf_message_handler`` is ``ts.protocol.otf_message_handler`` (passed in, so that the
+    runtime imports nothing of TorchServe). Called by the handler as its model loads,
+    between two messages, when nothing of the next one has been read yet. Idempotent.
     """
-    from ts.protocol import otf_message_handler
-
     if not isinstance(otf_message_handler._retrieve_buffer, FrontendReader):
         otf_message_handler._retrieve_buffer = FrontendReader()
