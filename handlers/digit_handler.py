@@ -8,7 +8,7 @@ Each batch is also counted for the handler's metrics (``digit_classifier.runtime
 and the counts are added up and reported once a second (``metrics_flush_seconds``), so that
 a batch writes no line to the pipe the frontend reads; nor do TorchServe's own two lines
 per batch, unless ``torchserve_batch_logs`` is set. The worker reads each batch from the
-frontend in one or two system calls instead of some 35 per request
+frontend through a read-ahead buffer instead of a system call per field
 (``digit_classifier.runtime.protocol``), unless ``buffered_frontend_reads`` is false.
 
 TorchServe makes the unpacked ``.mar`` folder importable, which is how the
