@@ -7,8 +7,8 @@ of those is a chance for the worker to lose its core to the frontend or the clie
 :func:`buffer_frontend_reads` swaps that function for one that takes whatever the socket
 holds, up to 64 KiB at a time, and hands the fields out of a buffer: the same bytes in the
 same order, in one or two system calls for a batch of small uploads. The upstream project
-is archived, so no fix will come from there; ``buffered_frontend_reads: false`` in the handler section of
-``model-config.yaml`` keeps TorchServe's own reads.
+is archived, so no fix will come from there; ``buffered_frontend_reads: false`` in the
+handler section of ``model-config.yaml`` keeps TorchServe's own reads.
 """
 
 from __future__ import annotations
