@@ -30,6 +30,16 @@ def test_width_scales_the_default_network() -> None:
     assert sum(p.numel() for p in small.parameters()) < sum(p.numel() for p in large.parameters())
 
 
+@pytest.mark.parametrize("stem_kernel", [3, 5])
+def test_a_strided_stem_halves_the_resolution_in_its_convolution(stem_kernel: int) -> None:
+    net = DigitCNN(width=8, stem_kernel=stem_kernel).eval()
+    stem = net.features[0]
+    assert (stem.kernel_size, stem.stride) == ((stem_kernel, stem_kernel), (2, 2))
+    assert not isinstance(net.features[1], nn.MaxPool2d)
+    assert net.features[:3](torch.zeros(1, 1, 28, 28)).shape == (1, 8, 14, 14)
+    assert net(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
+
+
 def test_unknown_network_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="Unknown network 'resnet'"):
         build_network("resnet")
@@ -46,9 +56,9 @@ def _with_statistics(network: nn.Module, scale: tuple[float, float]) -> nn.Modul
     return network.eval()
 
 
-@pytest.mark.parametrize("pool_first", [False, True])
-def test_served_network_folds_its_batch_norms_exactly(pool_first: bool) -> None:
-    network = _with_statistics(DigitCNN(width=8, pool_first=pool_first), (0.2, 1.5))
+@pytest.mark.parametrize(("pool_first", "stem_kernel"), [(False, 0), (True, 0), (True, 5)])
+def test_served_network_folds_its_batch_norms_exactly(pool_first: bool, stem_kernel: int) -> None:
+    network = _with_statistics(DigitCNN(8, pool_first=pool_first, stem_kernel=stem_kernel), (0.2, 1.5))
     images = torch.randn(6, 1, 28, 28)
     with torch.inference_mode():
         expected = network(images)
