@@ -49,17 +49,16 @@ def _stage(in_channels: int, out_channels: int, pool_first: bool) -> list[nn.Mod
 
 
 def _strided_stem(out_channels: int, kernel_size: int) -> list[nn.Module]:
-    conv = nn.Conv2d(
-        1, out_channels, kernel_size, stride=2, padding=(kernel_size - 1) // 2, bias=False
-    )
+    conv = nn.Conv2d(1, out_channels, kernel_size, stride=2, padding=(kernel_size - 1) // 2, bias=False)
     return [conv, nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
 
 
 class DigitCNN(nn.Module):
     """The default network: three conv-BN-ReLU stages, each halving the resolution.
 
-    ``width`` channels at 28x28 (at 14x14 after a strided stem), twice that at 14x14, four times at 7x7, then dropout and a
-    linear classifier on the 3x3 map: 0.16M parameters at the default ``width=40``.
+    ``width`` channels at 28x28 (at 14x14 after a strided stem), twice that at 14x14, four
+    times at 7x7, then dropout and a linear classifier on the 3x3 map: 0.16M parameters at
+    the default ``width=40``.
 
     ``pool_first`` max-pools each convolution's output before its batch norm and ReLU, which
     then run on a quarter of the values: the same function class (ReLU commutes with max
