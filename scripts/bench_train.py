@@ -1,6 +1,6 @@
 """Benchmark: training throughput of our Lightning step against a bare PyTorch loop.
 
-    python scripts/bench_train.py [--steps 300] [--rounds 9] [--time-to-accuracy]
+    python scripts/bench_train.py [--steps 300] [--rounds 9] [--time-to-accuracy] [--profile]
         [--models seed_cnn digit_cnn] [--override KEY=VALUE ...]
 
 For the seed CNN (batch 60) and the default network (batch 128), both paths train the
@@ -12,6 +12,8 @@ varies by up to 2x with the machine's load, so the two paths are measured back t
 ``--rounds`` times and each path's fastest run is reported (the median of the rounds' own
 ratios too). ``--time-to-accuracy`` then trains the default configuration and reports the
 wall time (test evaluations excluded) until test accuracy first reaches ``--target``.
+``--profile`` prints, for each model, where the bare loop's time goes by operator
+(``torch.profiler``, ``--steps`` steps).
 ``--override`` takes Hydra overrides for every configuration (the tests run it on a small
 MNIST copy).
 """
@@ -25,7 +27,13 @@ import torch
 
 from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import default_data_dir
-from digit_classifier.bench.training import MODELS, bench_config, compare, time_to_accuracy
+from digit_classifier.bench.training import (
+    MODELS,
+    bench_config,
+    compare,
+    profile_bare_loop,
+    time_to_accuracy,
+)
 
 
 def main() -> None:
@@ -40,6 +48,7 @@ def main() -> None:
         "--override", action="append", default=[], help="a Hydra override for every configuration"
     )
     parser.add_argument("--time-to-accuracy", action="store_true")
+    parser.add_argument("--profile", action="store_true", help="print the bare loop's operator profile")
     parser.add_argument("--target", type=float, default=0.99, help="test accuracy for --time-to-accuracy")
     parser.add_argument("--output", default="logs/bench/train.json")
     args = parser.parse_args()
@@ -54,6 +63,8 @@ def main() -> None:
             f"median of the rounds' ratios {result['median_round_ratio']:.3f})",
             flush=True,
         )
+        if args.profile:
+            print(profile_bare_loop(cfg, args.steps), flush=True)
     if args.time_to_accuracy:
         cfg = bench_config([f"data.data_dir={args.data_dir}", *args.override])
         result = report["time_to_accuracy"] = time_to_accuracy(cfg, args.target)

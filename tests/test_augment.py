@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
-from digit_classifier.training.augment import DrawnDigitAugment, VariantStrokes, ink_boxes
+from digit_classifier.training.augment import DrawnDigitAugment, VariantStrokes, affine_grid, ink_boxes
 
 
 def _strokes() -> torch.Tensor:
@@ -13,6 +14,12 @@ def _strokes() -> torch.Tensor:
 
 def _labels(digit: int, count: int = 8) -> torch.Tensor:
     return torch.full((count,), digit)
+
+
+def test_affine_grid_is_torch_affine_grid() -> None:
+    theta = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(0))
+    expected = F.affine_grid(theta, [5, 1, 28, 20], align_corners=False)
+    torch.testing.assert_close(affine_grid(theta, 28, 20), expected)
 
 
 def test_zero_strength_is_the_identity() -> None:

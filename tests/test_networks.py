@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from digit_classifier.runtime.inference import for_inference
-from digit_classifier.runtime.networks import DigitCNN, SeedCNN, build_network
+from digit_classifier.runtime.networks import DigitCNN, Dropout, SeedCNN, build_network
 
 
 def test_seed_cnn_matches_the_seed_app() -> None:
@@ -23,6 +23,15 @@ def test_seed_cnn_matches_the_seed_app() -> None:
 def test_networks_map_digits_to_ten_logits(name: str) -> None:
     net = build_network(name).eval()
     assert net(torch.zeros(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_dropout_drops_its_share_and_rescales_in_training_only() -> None:
+    dropout, ones = Dropout(0.3), torch.ones(200, 500)
+    torch.manual_seed(0)
+    dropped = dropout(ones)
+    assert dropped.unique().tolist() == pytest.approx([0.0, 1 / 0.7])
+    assert (dropped == 0).float().mean().item() == pytest.approx(0.3, abs=0.01)
+    assert torch.equal(dropout.eval()(ones), ones)
 
 
 def test_width_scales_the_default_network() -> None:

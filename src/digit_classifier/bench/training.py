@@ -35,9 +35,10 @@ def bench_config(overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def bare_loop(cfg: DictConfig, steps: int) -> float:
+def bare_loop(cfg: DictConfig, steps: int, profiler: torch.profiler.profile | None = None) -> float:
     """Images per second of a hand-written loop doing the same training work: the same tensors
-    and augmentation, precision, loss, optimizer and weight average."""
+    and augmentation, precision, loss, optimizer and weight average. ``profiler`` is stepped
+    after every step."""
     torch.manual_seed(cfg.seed)
     datamodule, model = build_data_and_model(cfg)
     datamodule.setup("fit")
@@ -58,7 +59,19 @@ def bare_loop(cfg: DictConfig, steps: int) -> float:
         optimizer.step()
         if ema is not None:
             ema.update_parameters(model)
+        if profiler is not None:
+            profiler.step()
     return steps * cfg.data.batch_size / (time.perf_counter() - start)
+
+
+def profile_bare_loop(cfg: DictConfig, steps: int, rows: int = 15) -> str:
+    """``torch.profiler``'s table of the operators that take the bare loop's time, by input
+    shape, over ``steps`` steps after the warm-up."""
+    schedule = torch.profiler.schedule(wait=WARMUP, warmup=0, active=steps, repeat=1)
+    with torch.profiler.profile(schedule=schedule, record_shapes=True) as profiler:
+        bare_loop(cfg, steps, profiler)
+    averages = profiler.key_averages(group_by_input_shape=True)
+    return averages.table(sort_by="self_cpu_time_total", row_limit=rows, max_shapes_column_width=60)
 
 
 def _weight_average(cfg: DictConfig, model: torch.nn.Module) -> AveragedModel | None:

@@ -42,6 +42,22 @@ class SeedCNN(nn.Module):
         return self.classifier(self.features(x))
 
 
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` whose mask is drawn with ``torch.rand``: the same Bernoulli mask in
+    distribution, from a different random stream.
+
+    ATen's CPU ``bernoulli_`` takes its vectorised MKL path on Intel CPUs only; on this AMD
+    CPU it draws element by element, about 7 ns per element against 2 for ``rand``, which
+    made dropout a tenth of the default network's training step (docs/performance.md).
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * (keep.to(x.dtype) / (1 - self.p))
+
+
 def _stage(in_channels: int, out_channels: int, pool_first: bool) -> list[nn.Module]:
     conv = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, bias=False)
     norm_relu = [nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True)]
@@ -57,8 +73,9 @@ class DigitCNN(nn.Module):
     """The default network: three conv-BN-ReLU stages, each halving the resolution.
 
     ``width`` channels at 28x28 (at 14x14 after a strided stem), twice that at 14x14, four
-    times at 7x7, then dropout and a linear classifier on the 3x3 map: 0.16M parameters at
-    the default ``width=40``.
+    times at 7x7, then dropout and a linear classifier on the 3x3 map: 0.10M parameters at
+    the default ``width=32`` (32, 64 and 128 channels, which oneDNN's bfloat16 kernels run
+    about a third faster here than the 40, 80 and 160 of ``width=40``).
 
     ``pool_first`` max-pools each convolution's output before its batch norm and ReLU, which
     then run on a quarter of the values: the same function class (ReLU commutes with max
@@ -83,7 +100,7 @@ class DigitCNN(nn.Module):
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout),
+            Dropout(dropout),
             nn.Linear(4 * width * 3 * 3, NUM_CLASSES),
         )
 

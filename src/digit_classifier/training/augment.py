@@ -62,6 +62,17 @@ def draw_segments(ink: torch.Tensor, segments: list[Segments], width: torch.Tens
     return ink
 
 
+def affine_grid(theta: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """``F.affine_grid(theta, (N, C, height, width), align_corners=False)`` as broadcast
+    multiply-adds: the same grid to float rounding, without the batch of 3x2 matrix products
+    that made it a fifth of the augmentation's time here (docs/performance.md)."""
+    options = {"device": theta.device, "dtype": theta.dtype}
+    xs = (torch.arange(width, **options) * 2 + 1) / width - 1
+    ys = (torch.arange(height, **options) * 2 + 1) / height - 1
+    columns = theta[:, None, None]
+    return columns[..., 0] * xs[:, None] + columns[..., 1] * ys[:, None, None] + columns[..., 2]
+
+
 def _gaussian_kernel(sigma: float) -> torch.Tensor:
     radius = max(1, round(2 * sigma))
     offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
@@ -197,7 +208,7 @@ class DrawnDigitAugment(nn.Module):
         theta[:, 1, 0] = sin / zoom
         theta[:, 1, 1] = cos / zoom
         theta[:, :, 2] = shift
-        grid = F.affine_grid(theta, list(images.shape), align_corners=False)
+        grid = affine_grid(theta, *images.shape[-2:])
         if self.elastic > 0:
             grid = grid + self._displacement(images)
         return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
