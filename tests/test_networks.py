@@ -6,6 +6,7 @@ from torch import nn
 
 from digit_classifier.runtime.inference import for_inference
 from digit_classifier.runtime.networks import DigitCNN, Dropout, SeedCNN, build_network
+from digit_classifier.runtime.precision import measure_int8_ranges, quantize_int8
 
 
 def test_seed_cnn_matches_the_seed_app() -> None:
@@ -87,3 +88,14 @@ def test_a_negative_scale_is_not_folded_across_pooling() -> None:
         got = served(images)
     assert any(isinstance(module, nn.BatchNorm2d) for module in served.modules())
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_int8_ranges_from_another_network_are_refused() -> None:
+    network = for_inference(DigitCNN(width=8, pool_first=True, stem_kernel=5).eval())
+    ranges = measure_int8_ranges(network, torch.rand(16, 1, 28, 28))
+    extra = {**ranges, "activation_post_process_99.min_val": torch.tensor(0.0)}
+    fewer = dict(list(ranges.items())[:-2])
+    for wrong in (extra, fewer):
+        with pytest.raises(ValueError, match="measured on another network"):
+            quantize_int8(network, wrong)
+    assert quantize_int8(network, ranges)(torch.zeros(4, 1, 28, 28)).shape == (4, 10)

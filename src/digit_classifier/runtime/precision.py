@@ -97,8 +97,10 @@ def quantize_int8(network: nn.Module, ranges: Int8Ranges) -> nn.Module:
         prepared = _prepared(network)
         loaded = prepared.load_state_dict(ranges, strict=False)
         missing = [name for name in loaded.missing_keys if OBSERVER in name]
-        if missing:
-            raise ValueError(f"{CALIBRATION_FILE} lacks {missing[0]}: measured on another network?")
+        unexpected = [name for name in loaded.unexpected_keys if OBSERVER in name]
+        if missing or unexpected:
+            detail = f"lacks {missing[0]}" if missing else f"has {unexpected[0]}, which this network lacks"
+            raise ValueError(f"{CALIBRATION_FILE} {detail}: measured on another network?")
         with torch.inference_mode():
             return torch.jit.freeze(torch.jit.trace(convert_fx(prepared), _examples(4)))
 
