@@ -28,7 +28,7 @@ def test_bench_train(small_mnist: Path, tmp_path: Path) -> None:
     result = run_script(
         "scripts/bench_train.py",
         *("--data-dir", str(small_mnist), "--steps", "5", "--rounds", "2"),
-        *("--time-to-accuracy", "--target", "0.5", "--output", str(report_path)),
+        *("--time-to-accuracy", "--target", "0.5", "--profile", "--output", str(report_path)),
         *("--override", "data.val_size=200", "--override", "data.download=false"),
         *("--override", "trainer.max_epochs=1"),
     )
@@ -39,6 +39,7 @@ def test_bench_train(small_mnist: Path, tmp_path: Path) -> None:
         assert len(row["rounds"]) == 2 and row["lightning_over_bare"] > 0
     assert [epoch for epoch, _, _ in report["time_to_accuracy"]["epochs"]] == [0]
     assert "lightning/bare" in result.stdout and "test accuracy" in result.stdout
+    assert "aten::convolution_backward" in result.stdout
 
 
 def test_bench_inference(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:

@@ -67,7 +67,7 @@ def bare_loop(cfg: DictConfig, steps: int, profiler: torch.profiler.profile | No
 def profile_bare_loop(cfg: DictConfig, steps: int, rows: int = 15) -> str:
     """``torch.profiler``'s table of the operators that take the bare loop's time, by input
     shape, over ``steps`` steps after the warm-up."""
-    schedule = torch.profiler.schedule(wait=WARMUP, warmup=0, active=steps, repeat=1)
+    schedule = torch.profiler.schedule(wait=WARMUP - 1, warmup=1, active=steps, repeat=1)
     with torch.profiler.profile(schedule=schedule, record_shapes=True) as profiler:
         bare_loop(cfg, steps, profiler)
     averages = profiler.key_averages(group_by_input_shape=True)
