@@ -340,7 +340,7 @@ def test_killed_search_resumes_without_rerunning_finished_trials(small_mnist: Pa
     first = _start(command, tmp_path / "first.log")
     try:
         _wait_for(sweep / "0" / "metrics.json", first)
-        _wait_for(sweep / "1" / ".hydra", first)
+        _wait_for(sweep / "1" / ".hydra" / "overrides.yaml", first)
     finally:
         os.killpg(first.pid, signal.SIGKILL)
         first.wait()
