@@ -1,0 +1,85 @@
+"""PNG decoding: libspng for plain 8-bit PNGs, Pillow for the rest, the same pixels either way,
+and no upload, however mangled, that takes the process down."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import DATA_DIR
+from serving_support import SAME_GEOMETRY_KINDS, png_variant
+
+from digit_classifier.runtime import preprocessing
+
+PLAIN_KINDS = {kind for kind in SAME_GEOMETRY_KINDS if kind.split("_")[0] in ("L", "RGB", "RGBA")}
+PLAIN_KINDS -= {"L_transparent_colour", "RGB_transparent_colour"}
+
+
+def pillow_pixels(data: bytes) -> np.ndarray:
+    pixels = preprocessing._decode_with_pillow(data)
+    return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+
+
+@pytest.mark.parametrize("kind", [*SAME_GEOMETRY_KINDS, "1_bilevel"])
+def test_every_flavour_decodes_to_pillows_pixels(kind: str) -> None:
+    data = png_variant(kind)
+    assert preprocessing._is_plain(data) == (kind in PLAIN_KINDS)
+    assert np.array_equal(preprocessing.read_png(data), pillow_pixels(data))
+
+
+def test_drawn_canvases_decode_to_pillows_pixels() -> None:
+    canvases = sorted((DATA_DIR / "drawn-digits-dev").glob("*/*/*.png"))[::10]
+    if not canvases:
+        pytest.skip("no drawn-digits-dev beside the project")
+    for path in canvases:
+        data = path.read_bytes()
+        assert preprocessing._is_plain(data)
+        assert np.array_equal(preprocessing.read_png(data), pillow_pixels(data)), path.name
+
+
+FUZZ = textwrap.dedent(
+    """
+    import random
+    from serving_support import SAME_GEOMETRY_KINDS, png_variant
+    from digit_classifier.runtime.preprocessing import ImageInputError, png_to_field
+
+    rng = random.Random(0)
+    seeds = [png_variant(kind, (96, 96)) for kind in SAME_GEOMETRY_KINDS]
+    counts = {"read": 0, "refused": 0}
+    for _ in range(3000):
+        data = bytearray(rng.choice(seeds))
+        how = rng.randrange(3)
+        if how == 0:
+            for _ in range(rng.randint(1, 8)):
+                data[rng.randrange(8, len(data))] = rng.randrange(256)
+        elif how == 1:
+            data = data[: rng.randrange(8, len(data))]
+        else:
+            start = rng.randrange(33, len(data))
+            data[start : start + 64] = rng.randbytes(len(data[start : start + 64]))
+        try:
+            field = png_to_field(bytes(data))
+            assert field.shape == (28, 28) and 0 <= field.min() and field.max() <= 1
+            counts["read"] += 1
+        except ImageInputError:
+            counts["refused"] += 1
+    print(counts)
+    """
+)
+
+
+def test_mangled_pngs_are_read_or_refused_and_never_crash_the_process() -> None:
+    """Bit flips, truncations and garbage in the pixel data, 3,000 of them in a child
+    process: each is read or refused with an ``ImageInputError``; nothing crashes."""
+    tests = Path(__file__).parent
+    result = subprocess.run(
+        [sys.executable, "-c", FUZZ], cwd=tests, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = ast.literal_eval(result.stdout.strip())
+    assert counts["read"] > 100 and counts["refused"] > 100, counts
