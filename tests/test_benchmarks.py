@@ -115,6 +115,16 @@ def test_profile_stages_tell_a_wait_for_the_next_batch_from_parsing_it() -> None
     assert stage_of(parse) == "TorchServe protocol (read request, encode answer)"
 
 
+def test_profile_stages_count_either_png_decoder_as_decoding() -> None:
+    batch = ["handle (digit_handler.py:80)", "prepare_batch (inference.py:160)"]
+    batch.append("read_png (preprocessing.py:170)")
+    libspng = [*batch, "_decode_plain (preprocessing.py:185)", "load (pyspng/lib.py:47)"]
+    pillow = [*batch, "_decode_with_pillow (preprocessing.py:192)", "load (PIL/ImageFile.py:300)"]
+    ink = [*batch[:2], "ink_map (preprocessing.py:260)"]
+    assert stage_of(libspng) == stage_of(pillow) == "decode PNG"
+    assert stage_of(ink) == "preprocess (ink, crop, resize, centre)"
+
+
 def test_profile_worker(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:
     report_path = tmp_path / "profile.json"
     run_script(
