@@ -121,8 +121,9 @@ def test_profile_stages_count_either_png_decoder_as_decoding() -> None:
     libspng = [*batch, "_decode_plain (preprocessing.py:185)", "load (pyspng/lib.py:47)"]
     pillow = [*batch, "_decode_with_pillow (preprocessing.py:192)", "load (PIL/ImageFile.py:300)"]
     ink = [*batch[:2], "ink_map (preprocessing.py:260)"]
+    resize = [*batch[:2], "fit_digit (preprocessing.py:330)", "resize (PIL/Image.py:2300)"]
     assert stage_of(libspng) == stage_of(pillow) == "decode PNG"
-    assert stage_of(ink) == "preprocess (ink, crop, resize, centre)"
+    assert stage_of(ink) == stage_of(resize) == "preprocess (ink, crop, resize, centre)"
 
 
 def test_profile_worker(fake_run: Path, small_mnist: Path, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ import psutil
 from digit_classifier.bench.load import closed_loop
 
 STAGES: list[tuple[str, tuple[str, ...]]] = [
-    ("decode PNG", ("PIL/", "pyspng/", "read_png", "_decode_", "_eight_bit", "_png_size")),
+    ("decode PNG", ("PIL/PngImagePlugin", "PIL/ImageFile", "pyspng/", "read_png", "_decode_", "_eight_bit")),
     ("preprocess (ink, crop, resize, centre)", ("preprocessing.py",)),
     ("forward pass", ("torch/nn/", "predict_probabilities", "torch/_ops")),
     ("build batch and answers", ("inference.py", "digit_handler.py")),

@@ -11,11 +11,14 @@ one image).
 
 Speed matters here (it is most of a TorchServe worker's own time per request): plain
 8-bit PNGs, what canvases export, are decoded by libspng (``pyspng``), in about 0.6 of
-Pillow's time, and everything else (palettes, 1 to 16 bit, a transparent colour) by Pillow;
-the two give the same pixels. The ink is found on the decoded 8-bit pixels, by the
-strongest value of each row and column; floating point only starts on the digit's 20x20
-box, and runs on a whole batch of boxes at once. (torchvision's ``decode_png`` is fast too,
-but in 0.29 it crashes the process on a PNG whose image data is corrupt.)
+Pillow's time, and everything else (palettes, grey and alpha, 1 to 16 bit, a transparent
+colour) by Pillow; the two give the same pixels. (On damaged files they may disagree:
+pyspng skips the CRC and Adler-32 checks, so it reads some files Pillow refuses, and it
+refuses image data that ends early, which Pillow fills with zeros.) The ink is found on
+the decoded 8-bit pixels, by the strongest value of each row and column; floating point
+only starts on the digit's 20x20 box, and runs on a whole batch of boxes at once.
+(torchvision's ``decode_png`` is fast too, but in 0.29 it crashes the process on a PNG
+whose image data is corrupt.)
 """
 
 from __future__ import annotations
@@ -45,7 +48,8 @@ MIN_CONTRAST = 0.15
 WORK_SIDE = 560
 """Larger images are box-reduced to about this side before the ink is looked for."""
 REDUCING_GAP = 3.0
-"""Pillow's ``reducing_gap``: from 3 on, its docs say, indistinguishable from a full resample."""
+"""Pillow's ``reducing_gap``: from 3 on, its docs say, in most cases indistinguishable from a
+full resample (here: no answer changed on any evaluation set)."""
 LUMA = (299, 587, 114)
 """ITU-R 601 weights, per mille, of red, green and blue in grey (as Pillow's ``convert("L")``)."""
 
@@ -279,8 +283,9 @@ def _luma(pixels: np.ndarray) -> np.ndarray:
 
 
 def _reduce(gray: np.ndarray) -> np.ndarray:
-    """Box-average a large image down to about :data:`WORK_SIDE` (as Pillow's ``reduce``)."""
-    factor = max(gray.shape) // WORK_SIDE
+    """Box-average a large image down to about :data:`WORK_SIDE` (as Pillow's ``reduce``),
+    keeping at least one row and one column of a long thin one."""
+    factor = min(max(gray.shape) // WORK_SIDE, min(gray.shape))
     if factor < 2:
         return gray
     height, width = (side // factor * factor for side in gray.shape)
