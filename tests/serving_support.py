@@ -229,23 +229,30 @@ def transparent_png(size: tuple[int, int] = (64, 64)) -> bytes:
     return encode(Image.new("RGBA", size, (0, 0, 0, 0)))
 
 
+def handmade_png(
+    width: int, height: int, scanlines: bytes, color_type: int = 0, interlaced: bool = False
+) -> bytes:
+    """An 8-bit PNG assembled chunk by chunk around ``scanlines`` (filter bytes included)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, color_type, 0, 0, int(interlaced))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(scanlines))
+        + chunk(b"IEND", b"")
+    )
+
+
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG that declares ``width x height`` but holds a tiny (valid) zlib stream.
 
     Pillow reads only the header on open, so this exercises the pixel limit the way a
     real decompression bomb does, without building one.
     """
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
-        + chunk(b"IEND", b"")
-    )
+    return handmade_png(width, height, b"\0" * 64)
 
 
 def decompression_bomb_png() -> bytes:
