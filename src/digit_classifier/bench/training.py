@@ -78,7 +78,8 @@ def _weight_average(cfg: DictConfig, model: torch.nn.Module) -> AveragedModel | 
     """The bare loop's copy of ``train.py``'s weight EMA, when the config has one."""
     for entry in (cfg.get("callbacks") or {}).values():
         if entry and str(entry.get("_target_", "")).endswith(WeightEMA.__name__):
-            return AveragedModel(model, multi_avg_fn=ema_update(entry.get("decay", 0.999)), use_buffers=True)
+            update = ema_update(entry.get("decay", 0.999), entry.get("warmup", 10.0))
+            return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
     return None
 
 
