@@ -10,8 +10,6 @@ import torch
 from conftest import run_script, small_run_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from digit_classifier.training.callbacks import ema_update
-
 pytestmark = pytest.mark.slow
 
 
@@ -125,12 +123,3 @@ def test_seed_baseline_experiment_trains(small_mnist: Path, tmp_path: Path) -> N
     assert metrics["epochs"] == 1 and metrics["test_acc"] is not None
     checkpoint = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["net"] == {"name": "seed_cnn"}
-
-
-def test_weight_average_decay_warms_up_then_holds() -> None:
-    update = ema_update(decay=0.9, warmup=10.0)
-    average, steps = [torch.zeros(1), torch.zeros(1, dtype=torch.long)], torch.ones(1, dtype=torch.long)
-    update(average, [torch.ones(1), steps], torch.tensor(0))
-    assert average[0].item() == pytest.approx(0.9) and average[1].item() == 1
-    update(average, [torch.ones(1) * 2, steps], torch.tensor(1000))
-    assert average[0].item() == pytest.approx(0.9 * 0.9 + 0.1 * 2)

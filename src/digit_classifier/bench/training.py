@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, open_dict
 from torch.optim.swa_utils import AveragedModel
 
-from digit_classifier.training.callbacks import EpochSeed, WeightEMA, ema_update
+from digit_classifier.training.callbacks import EMA_DECAY, EMA_WARMUP, EpochSeed, WeightEMA, ema_update
 from digit_classifier.training.configs import compose_config
 from digit_classifier.training.data import MNISTDataModule
 from digit_classifier.training.train import build_data_and_model, instantiate_list
@@ -78,7 +78,7 @@ def _weight_average(cfg: DictConfig, model: torch.nn.Module) -> AveragedModel | 
     """The bare loop's copy of ``train.py``'s weight EMA, when the config has one."""
     for entry in (cfg.get("callbacks") or {}).values():
         if entry and str(entry.get("_target_", "")).endswith(WeightEMA.__name__):
-            update = ema_update(entry.get("decay", 0.999), entry.get("warmup", 10.0))
+            update = ema_update(entry.get("decay", EMA_DECAY), entry.get("warmup", EMA_WARMUP))
             return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
     return None
 

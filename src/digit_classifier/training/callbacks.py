@@ -48,18 +48,24 @@ class EpochSeed(Callback):
         seed_everything(epoch_seed, workers=True, verbose=False)
 
 
+EMA_DECAY = 0.999
+EMA_WARMUP = 10.0
+
+
 def ema_update(
-    decay: float, warmup: float = 10.0
+    decay: float = EMA_DECAY, warmup: float = EMA_WARMUP
 ) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
     """An ``AveragedModel`` update whose decay after ``n`` updates is
     ``min(decay, (1 + n) / (warmup + n))``.
 
     With a fixed 0.999 the average would still be a quarter made of the initial weights
     after three epochs of a short run; warming up, it follows the weights early and
-    smooths them late. With ``warmup`` 10 the warm-up reaches 0.999 only after 8,990
-    updates: through the default 8-epoch run (3,432 steps) it sets the decay alone, 0.9974
-    at the end, and ``decay`` caps only longer runs.
+    smooths them late. A smaller ``warmup`` lengthens the average sooner. With the default
+    10, the warm-up reaches 0.999 only after about 9,000 updates: in shorter runs it sets
+    the decay alone and ``decay`` never binds (docs/training.md).
     """
+    if warmup <= 1:
+        raise ValueError(f"warmup must be above 1, got {warmup}: at 1 or below the average never moves")
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], count: torch.Tensor) -> None:
         weight = 1 - min(decay, (1 + float(count)) / (warmup + float(count)))
@@ -84,7 +90,7 @@ class WeightEMA(WeightAveraging):
     the live weights; outside fitting the averaged ``state_dict`` is kept as loaded.
     """
 
-    def __init__(self, decay: float = 0.999, warmup: float = 10.0, start_step: int = 0) -> None:
+    def __init__(self, decay: float = EMA_DECAY, warmup: float = EMA_WARMUP, start_step: int = 0) -> None:
         super().__init__(multi_avg_fn=ema_update(decay, warmup))
         self.start_step = start_step
 
