@@ -19,6 +19,13 @@ def test_weight_average_decay_warms_up_then_holds_at_its_cap() -> None:
     assert average[0].item() == pytest.approx(0.9 * 0.5 + 0.1 * 2)
 
 
-def test_weight_average_refuses_a_warmup_that_never_moves_it() -> None:
+def test_weight_average_without_warmup_holds_its_decay_from_the_first_update() -> None:
+    update = ema_update(decay=0.9, warmup=1.0)
+    average = [torch.zeros(1)]
+    update(average, [torch.ones(1)], torch.tensor(1))
+    assert average[0].item() == pytest.approx(0.1)
+
+
+def test_weight_average_refuses_a_warmup_that_is_not_positive() -> None:
     with pytest.raises(ValueError, match="warmup"):
-        ema_update(warmup=1.0)
+        ema_update(warmup=0.0)

@@ -60,12 +60,13 @@ def ema_update(
 
     With a fixed 0.999 the average would still be a quarter made of the initial weights
     after three epochs of a short run; warming up, it follows the weights early and
-    smooths them late. A smaller ``warmup`` lengthens the average sooner. With the default
+    smooths them late. A smaller ``warmup`` lengthens the average sooner; at 1 or below
+    there is no warm-up, the decay is ``decay`` from the first update. With the default
     10, the warm-up reaches 0.999 only after about 9,000 updates: in shorter runs it sets
     the decay alone and ``decay`` never binds (docs/training.md).
     """
-    if warmup <= 1:
-        raise ValueError(f"warmup must be above 1, got {warmup}: at 1 or below the average never moves")
+    if warmup <= 0:
+        raise ValueError(f"warmup must be positive, got {warmup}")
 
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], count: torch.Tensor) -> None:
         weight = 1 - min(decay, (1 + float(count)) / (warmup + float(count)))
