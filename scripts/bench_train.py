@@ -3,7 +3,7 @@
     python scripts/bench_train.py [--steps 300] [--rounds 9] [--time-to-accuracy] [--profile]
         [--models seed_cnn digit_cnn] [--override KEY=VALUE ...]
 
-For the seed CNN (batch 60) and the default network (batch 128), both paths train the
+For the seed CNN (batch 60) and the default network (batch 256), both paths train the
 same network with the same optimizer, batch size, augmentation and in-memory tensors from
 ``MNISTDataModule``; the Lightning path is ``train.py``'s own configuration (metrics,
 logging, callbacks) minus checkpoint files. Prints images per second after a warm-up and

@@ -52,7 +52,7 @@ def build(cfg: DictConfig) -> tuple[LightningDataModule, LightningModule, Traine
 
 
 def _flatten(path: str, value: Any) -> dict[str, Any]:
-    """``optimizer`` -> ``{"optimizer": "AdamW", "optimizer.lr": 0.003, ...}``.
+    """``optimizer`` -> ``{"optimizer": "AdamW", "optimizer.lr": 0.005, ...}``.
 
     A node's ``_target_`` names it; Hydra's other keys (``_partial_``) are left out, and an
     empty node (``scheduler=none``) is ``"none"``.
