@@ -78,14 +78,16 @@ def test_served_network_folds_its_batch_norms_exactly(pool_first: bool, stem_ker
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
-def test_each_served_relu_follows_its_convolution() -> None:
+@pytest.mark.parametrize(("pool_first", "stem_kernel"), [(False, 0), (True, 0), (True, 5)])
+def test_each_served_relu_follows_its_convolution(pool_first: bool, stem_kernel: int) -> None:
     """What int8 quantisation fuses into one kernel: the identities folding leaves are gone,
     and each ReLU that followed a max-pool comes before it."""
-    network = _with_statistics(DigitCNN(8, pool_first=True, stem_kernel=5), (0.2, 1.5))
+    network = _with_statistics(DigitCNN(8, pool_first=pool_first, stem_kernel=stem_kernel), (0.2, 1.5))
     served = for_inference(network)
     layers = [type(layer) for layer in served.features]
     conv, relu, pool = nn.Conv2d, nn.ReLU, nn.MaxPool2d
-    assert layers == [conv, relu, conv, relu, pool, conv, relu, pool]
+    stem = [conv, relu] if stem_kernel else [conv, relu, pool]
+    assert layers == [*stem, conv, relu, pool, conv, relu, pool]
 
 
 def test_a_negative_scale_is_not_folded_across_pooling() -> None:

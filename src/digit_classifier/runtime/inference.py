@@ -74,8 +74,8 @@ def for_inference(
 def load_for_serving(
     model_dir: str | Path, settings: Mapping[str, Any] | None, device: torch.device | str = "cpu"
 ) -> nn.Module:
-    """The network of an exported model folder as the handler serves it: folded,
-    channels-last, in the handler section's ``precision`` (float32 by default)."""
+    """The network of an exported model folder as the handler serves it (:func:`for_inference`),
+    in the handler section's ``precision`` (float32 by default)."""
     model_dir = Path(model_dir)
     precision = str((settings or {}).get("precision", "float32"))
     ranges = torch.load(model_dir / CALIBRATION_FILE, weights_only=True) if precision == "int8" else None

@@ -100,7 +100,10 @@ def quantize_int8(network: nn.Module, ranges: Int8Ranges) -> nn.Module:
         unexpected = [name for name in loaded.unexpected_keys if OBSERVER in name]
         if missing or unexpected:
             detail = f"lacks {missing[0]}" if missing else f"has {unexpected[0]}, which this network lacks"
-            raise ValueError(f"{CALIBRATION_FILE} {detail}: measured on another network?")
+            raise ValueError(
+                f"{CALIBRATION_FILE} {detail}: measured on another network, or archived before "
+                "each ReLU was moved next to its convolution? Archive it again."
+            )
         with torch.inference_mode():
             return torch.jit.freeze(torch.jit.trace(convert_fx(prepared), _examples(4)))
 

@@ -42,7 +42,7 @@ def calibration_fields(count: int = COUNT, seed: int = 0, data_dir: str | None =
 
 
 def int8_ranges(network: nn.Module, data_dir: str | None = None) -> dict[str, torch.Tensor]:
-    """The activation ranges of ``network`` as served (folded, channels-last) on the calibration
+    """The activation ranges of ``network`` as served (``for_inference``) on the calibration
     images; ``network`` itself is left as it is (folding works in place)."""
     images = normalize(calibration_fields(data_dir=data_dir).unsqueeze(1).float() / 255)
     return measure_int8_ranges(for_inference(copy.deepcopy(network)), images)
