@@ -80,7 +80,7 @@ def test_served_network_folds_its_batch_norms_exactly(pool_first: bool, stem_ker
 
 @pytest.mark.parametrize(("pool_first", "stem_kernel"), [(False, 0), (True, 0), (True, 5)])
 def test_each_served_relu_follows_its_convolution(pool_first: bool, stem_kernel: int) -> None:
-    """What int8 quantisation fuses into one kernel: the identities folding leaves are gone,
+    """What int8 quantisation fuses into one kernel: no folded norm leaves a layer behind,
     and each ReLU that followed a max-pool comes before it."""
     network = _with_statistics(DigitCNN(8, pool_first=pool_first, stem_kernel=stem_kernel), (0.2, 1.5))
     served = for_inference(network)

@@ -83,42 +83,44 @@ def load_for_serving(
 
 
 def fold_batch_norms(module: nn.Module) -> nn.Module:
-    """Merge every eval-mode ``BatchNorm2d`` of a ``Sequential`` into the ``Conv2d`` before it.
+    """Merge every eval-mode ``BatchNorm2d`` of a ``Sequential`` into the ``Conv2d`` before it,
+    and drop it (each ``Sequential`` is rebuilt without the merged norms).
 
     A max-pool between the two is no obstacle when every channel's scale is positive, since
     ``max(s * x + b) = s * max(x) + b`` for ``s > 0`` (a ``pool_first`` network).
     """
-    for child in module.children():
-        fold_batch_norms(child)
-    if isinstance(module, nn.Sequential):
-        for index in range(1, len(module)):
-            conv = _foldable_conv(module, index)
-            if conv is not None:
-                module[conv] = fuse_conv_bn_eval(module[conv], module[index])
-                module[index] = nn.Identity()
-    return module
+    for name, child in module.named_children():
+        setattr(module, name, fold_batch_norms(child))
+    if not isinstance(module, nn.Sequential):
+        return module
+    layers = list(module)
+    folded: set[int] = set()
+    for index in range(1, len(layers)):
+        conv = _foldable_conv(layers, index)
+        if conv is not None:
+            layers[conv] = fuse_conv_bn_eval(layers[conv], layers[index])
+            folded.add(index)
+    return nn.Sequential(*(layer for index, layer in enumerate(layers) if index not in folded))
 
 
 def relu_before_pooling(module: nn.Module) -> nn.Module:
-    """Drop the identities that folding leaves, and swap every max-pool followed by a ReLU.
+    """Swap every max-pool followed by a ReLU, in place.
 
-    The same function (``relu(max(x)) = max(relu(x))``), but each convolution is then
-    directly followed by its ReLU, which int8 quantisation fuses into one kernel
+    The same function (``relu(max(x)) = max(relu(x))``), but after folding each convolution
+    is then directly followed by its ReLU, which int8 quantisation fuses into one kernel
     (``quantized::conv2d_relu``): 0.9x the int8 forward pass at batch 4, where the ReLUs ran
     as three more operators (docs/performance.md).
     """
-    for name, child in module.named_children():
-        setattr(module, name, relu_before_pooling(child))
-    if not isinstance(module, nn.Sequential):
-        return module
-    layers = [layer for layer in module if not isinstance(layer, nn.Identity)]
-    for index in range(len(layers) - 1):
-        if isinstance(layers[index], nn.MaxPool2d) and isinstance(layers[index + 1], nn.ReLU):
-            layers[index], layers[index + 1] = layers[index + 1], layers[index]
-    return nn.Sequential(*layers)
+    for child in module.children():
+        relu_before_pooling(child)
+    if isinstance(module, nn.Sequential):
+        for index in range(len(module) - 1):
+            if isinstance(module[index], nn.MaxPool2d) and isinstance(module[index + 1], nn.ReLU):
+                module[index], module[index + 1] = module[index + 1], module[index]
+    return module
 
 
-def _foldable_conv(sequence: nn.Sequential, index: int) -> int | None:
+def _foldable_conv(sequence: Sequence[nn.Module], index: int) -> int | None:
     """The position of the ``Conv2d`` that the batch norm at ``index`` can fold into, if any."""
     norm = sequence[index]
     if not isinstance(norm, nn.BatchNorm2d):
