@@ -8,10 +8,13 @@ developer's server. It is always stopped at the end of the session.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +37,8 @@ from serving_support import (
     start_server,
     stop_server,
 )
+
+from digit_classifier.processes import alive
 
 pytestmark = pytest.mark.slow
 
@@ -275,3 +280,32 @@ def test_exposed_config_requires_the_inference_token(model_store: Path, tmp_path
         assert_prediction(requests.post(exposed.predict_url, data=png, headers=right, timeout=30))
     finally:
         stop_server(exposed)
+
+
+def test_private_server_is_stopped_when_its_owner_gets_sigterm(model_store: Path, tmp_path: Path) -> None:
+    """A benchmark killed with SIGTERM (``kill``, a CI timeout) stops the server it started."""
+    owner = textwrap.dedent(
+        f"""
+        import time
+        from pathlib import Path
+        from digit_classifier.serving.torchserve import private_torchserve
+
+        with private_torchserve(Path({str(tmp_path)!r}), Path({str(model_store)!r})) as server:
+            print("ready", server.pid(), flush=True)
+            time.sleep(300)
+        """
+    )
+    process = subprocess.Popen([sys.executable, "-c", owner], stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    frontend = None
+    try:
+        line = process.stdout.readline().split()
+        assert line[:1] == ["ready"], line
+        frontend = int(line[1])
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=120) == 128 + signal.SIGTERM
+        assert not alive(frontend)
+    finally:
+        process.kill()
+        if frontend is not None and alive(frontend):
+            os.kill(frontend, signal.SIGKILL)
+    assert not (tmp_path / "tmp" / ".model_server.pid").exists()

@@ -10,10 +10,36 @@ import contextlib
 import os
 import signal
 import subprocess
+import sys
+import threading
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+
+
+@contextlib.contextmanager
+def sigterm_unwinds() -> Iterator[None]:
+    """While inside, SIGTERM exits through ``SystemExit`` instead of ending the process at once,
+    so the ``finally`` blocks that stop the servers this process started still run (``kill``
+    or a CI timeout on a benchmark would otherwise leave them serving).
+
+    A no-op outside the main thread, or where something else already handles SIGTERM.
+    """
+    if threading.current_thread() is not threading.main_thread() or (
+        signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+
+    def exit_on_sigterm(signum: int, frame: object) -> None:
+        sys.exit(128 + signum)
+
+    signal.signal(signal.SIGTERM, exit_on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def answers(url: str) -> bool:

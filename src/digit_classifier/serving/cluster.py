@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from digit_classifier.processes import sigterm_unwinds
 from digit_classifier.serving import monitoring, nginx
 from digit_classifier.serving.torchserve import (
     DEFAULT_CONFIG,
@@ -160,10 +161,12 @@ def start_cluster(
 
 @contextlib.contextmanager
 def private_cluster(root: Path, model_store: Path, count: int = 2, **options: object) -> Iterator[Cluster]:
-    """A cluster with nginx on a free loopback port (tests, benchmarks); stopped after."""
+    """A cluster with nginx on a free loopback port (tests, benchmarks); stopped after, also
+    when this process gets SIGTERM."""
     listen = f"127.0.0.1:{free_ports(1)[0]}"
-    cluster = start_cluster(root, model_store, count, listen, **options)
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    with sigterm_unwinds():
+        cluster = start_cluster(root, model_store, count, listen, **options)
+        try:
+            yield cluster
+        finally:
+            cluster.stop()

@@ -29,6 +29,8 @@ from pathlib import Path
 
 from ts.model_server import load_properties
 
+from digit_classifier.processes import sigterm_unwinds
+
 CHECKOUT = Path(__file__).resolve().parents[3]
 CONFIG_DIR = CHECKOUT / "configs" / "torchserve"
 """The checkout's TorchServe configs: ``config.properties``, ``model-config.yaml``, ``log4j2.xml``,
@@ -370,11 +372,13 @@ def private_torchserve(
     log_config: Path | None = DEFAULT_LOG_CONFIG,
     timeout: float = 120,
 ) -> Iterator[TorchServe]:
-    """A TorchServe on free loopback ports in ``home``, with its own TMPDIR; stopped after."""
+    """A TorchServe on free loopback ports in ``home``, with its own TMPDIR; stopped after,
+    also when this process gets SIGTERM."""
     derive_config(source_config, home / "config.properties", model_store, overrides)
     server = TorchServe(home, Path("config.properties"), Path("logs"), log_config, tmp=home / "tmp")
-    server.start(timeout=timeout)
-    try:
-        yield server
-    finally:
-        server.stop()
+    with sigterm_unwinds():
+        try:
+            server.start(timeout=timeout)
+            yield server
+        finally:
+            server.stop()

@@ -68,7 +68,7 @@ class MNISTDataModule(LightningDataModule):
     def __init__(
         self,
         data_dir: str | Path = "data",
-        batch_size: int = 128,
+        batch_size: int = 256,
         eval_batch_size: int = 1000,
         val_size: int = 5000,
         split_seed: int = 12345,
