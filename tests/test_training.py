@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_script, small_run_overrides
+from conftest import SMALL_TEST, run_script, small_run_overrides
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 pytestmark = pytest.mark.slow
@@ -99,6 +99,10 @@ def test_eval_reports_test_accuracy_and_loss(baseline_run: Path, small_mnist: Pa
     report = json.loads((tmp_path / "eval.json").read_text())
     assert report["test/acc"] == pytest.approx(_metrics(baseline_run)["test_acc"])
     assert report["test/loss"] > 0
+    errors = report["test_errors"]
+    assert all(true != predicted for true, _, predicted in (pair.partition("->") for pair in errors))
+    assert sum(errors.values()) == round((1 - report["test/acc"]) * SMALL_TEST)
+    assert list(errors.values()) == sorted(errors.values(), reverse=True)
 
 
 @pytest.mark.ddp

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 
 
 def evaluate(cfg: DictConfig) -> dict[str, float]:
-    """Test ``cfg.ckpt_path`` on the MNIST test set and write ``<output_dir>/eval.json``."""
+    """Test ``cfg.ckpt_path`` on the MNIST test set and write ``<output_dir>/eval.json``: accuracy,
+    loss, and the misread digits by true and predicted class (``test_errors``)."""
     checkpoint = Path(cfg.ckpt_path)
     if not checkpoint.is_file():
         raise FileNotFoundError(f"ckpt_path {str(checkpoint)!r} is not a file")
@@ -25,6 +26,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     trainer = hydra.utils.instantiate(cfg.trainer, logger=False)
     (results,) = trainer.test(model, datamodule=datamodule)
     report = {"ckpt_path": str(checkpoint.resolve()), **{k: float(v) for k, v in results.items()}}
+    report["test_errors"] = model.test_errors()
     output = Path(cfg.paths.output_dir) / "eval.json"
     output.write_text(json.dumps(report, indent=2) + "\n")
     log.info("Wrote %s: %s", output, report)

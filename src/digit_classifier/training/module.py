@@ -12,7 +12,7 @@ from lightning import LightningModule
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
-from torchmetrics.classification import MulticlassAccuracy
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from digit_classifier.runtime.networks import NUM_CLASSES, build_network
 
@@ -55,6 +55,7 @@ class DigitClassifier(LightningModule):
         self.train_loss, self.val_loss, self.test_loss = MeanMetric(), MeanMetric(), MeanMetric()
         self.train_acc, self.val_acc, self.test_acc = (_accuracy() for _ in range(3))
         self.val_acc_best = MaxMetric()
+        self.test_confusion = MulticlassConfusionMatrix(num_classes=NUM_CLASSES)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.net(images.contiguous(memory_format=self.memory_format))
@@ -115,7 +116,21 @@ class DigitClassifier(LightningModule):
         self.test_acc(out["preds"], batch[1])
         self.log("test/loss", self.test_loss, on_epoch=True)
         self.log("test/acc", self.test_acc, on_epoch=True)
+        self.test_confusion.update(out["preds"], batch[1])
         return out
+
+    def on_test_epoch_start(self) -> None:
+        self.test_confusion.reset()
+
+    def test_errors(self) -> dict[str, int]:
+        """The last test's misreadings as ``{"true->predicted": count}``, most frequent first."""
+        matrix = self.test_confusion.compute().cpu()
+        matrix.fill_diagonal_(0)
+        errors = [
+            (f"{true}->{predicted}", int(matrix[true, predicted]))
+            for true, predicted in matrix.nonzero().tolist()
+        ]
+        return dict(sorted(errors, key=lambda error: -error[1]))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the validation accuracy of the weights saved (export puts it in the ``.mar``)."""
