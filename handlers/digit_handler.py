@@ -98,14 +98,17 @@ class DigitHandler(BaseHandler):
         else:
             self.device = torch.device("cpu")
         model_dir = Path(properties.get("model_dir"))
-        self.model = load_for_serving(model_dir, settings, self.device)
+        batch_size = int(properties.get("batch_size") or 1)
+        self.model = load_for_serving(model_dir, settings, self.device, max_batch_size=batch_size)
         self.version = str(context.manifest.get("model", {}).get("modelVersion", ""))
         self.initialized = True
         logger.info(
-            "Loaded %s on %s in %s with %d torch threads, %s, buffered reads %s; digit_classifier from %s",
+            "Loaded %s on %s in %s for batches up to %d with %d torch threads, %s, buffered reads %s; "
+            "digit_classifier from %s",
             model_dir,
             self.device,
             settings.get("precision", "float32"),
+            batch_size,
             torch.get_num_threads(),
             self.limits,
             buffered,

@@ -250,6 +250,12 @@ def test_explain_and_describe_headers_do_not_change_answers(service: Any, header
         assert response["json"]["percentages"] == pytest.approx(plain["percentages"], abs=1e-5)
 
 
+def test_int8_network_has_a_graph_for_every_batch_size_up_to_torchserves(service: Any) -> None:
+    """The fixture's worker was loaded with TorchServe's batch size 8."""
+    model = service._entry_point.__self__.model
+    assert sorted(model.graphs, key=int) == [str(size) for size in range(1, 9)]
+
+
 def test_limits_and_threads_come_from_model_config(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.syspath_prepend(str(model_dir))
     from digit_handler import DigitHandler

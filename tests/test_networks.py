@@ -6,7 +6,7 @@ from torch import nn
 
 from digit_classifier.runtime.inference import for_inference
 from digit_classifier.runtime.networks import DigitCNN, Dropout, SeedCNN, build_network
-from digit_classifier.runtime.precision import measure_int8_ranges, quantize_int8
+from digit_classifier.runtime.precision import GraphPerBatchSize, measure_int8_ranges, quantize_int8
 
 
 def test_seed_cnn_matches_the_seed_app() -> None:
@@ -111,3 +111,18 @@ def test_int8_ranges_from_another_network_are_refused() -> None:
         with pytest.raises(ValueError, match="measured on another network"):
             quantize_int8(network, wrong)
     assert quantize_int8(network, ranges)(torch.zeros(4, 1, 28, 28)).shape == (4, 10)
+
+
+def test_int8_graph_per_batch_size_answers_alike_at_every_size() -> None:
+    """Each size up to the largest has a graph of its own, called once with that size; any
+    size, with a graph of its own or without (6 runs on the largest), gets the same logits."""
+    network = for_inference(_with_statistics(DigitCNN(width=8, pool_first=True, stem_kernel=5), (0.2, 1.5)))
+    ranges = measure_int8_ranges(network, torch.rand(16, 1, 28, 28))
+    served = quantize_int8(network, ranges, batch_sizes=[4, 1, 3, 2])
+    assert isinstance(served, GraphPerBatchSize)
+    assert sorted(served.graphs) == ["1", "2", "3", "4"]
+    images = torch.randn(6, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        whole = served(images)
+        for size in range(1, 5):
+            torch.testing.assert_close(served(images[:size]), whole[:size], rtol=0, atol=0)

@@ -43,7 +43,10 @@ class StockMNISTHandler(BaseHandler):
         self.context = context
         self.device = torch.device("cpu")
         settings = (context.model_yaml_config or {}).get("handler") or {}
-        self.model = load_for_serving(Path(context.system_properties["model_dir"]), settings)
+        properties = context.system_properties
+        self.model = load_for_serving(
+            Path(properties["model_dir"]), settings, max_batch_size=int(properties.get("batch_size") or 1)
+        )
         self.initialized = True
 
     @timed

@@ -81,7 +81,7 @@ def network_variants(plain: nn.Module, ranges: Int8Ranges) -> dict[str, tuple[nn
         "channels_last": (copy.deepcopy(plain).to(memory_format=torch.channels_last), True),
     }
     for precision in PRECISIONS:
-        served = for_inference(copy.deepcopy(plain), precision, ranges)
+        served = for_inference(copy.deepcopy(plain), precision, ranges, BATCH_SIZES)
         variants["served" if precision == "float32" else f"served_{precision}"] = (served, True)
     return variants
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -57,29 +57,37 @@ def load_network(model_dir: str | Path, device: torch.device | str = "cpu") -> n
 
 
 def for_inference(
-    network: nn.Module, precision: str = "float32", ranges: Int8Ranges | None = None
+    network: nn.Module,
+    precision: str = "float32",
+    ranges: Int8Ranges | None = None,
+    batch_sizes: Iterable[int] = (1,),
 ) -> nn.Module:
     """Fold batch norms into their convolutions, move each ReLU next to its convolution, lay
     the weights out channels-last, and convert to ``precision``
-    (:mod:`digit_classifier.runtime.precision`).
+    (:mod:`digit_classifier.runtime.precision`; int8 runs fastest at ``batch_sizes``).
 
     Folding and the layout are exact up to float rounding (probabilities agree with the
     trained network to ~1e-6); with :func:`predict_probabilities` feeding channels-last
     images, the layout oneDNN convolves fastest (``scripts/bench_inference.py``).
     """
     network = relu_before_pooling(fold_batch_norms(network.eval()))
-    return convert(network.to(memory_format=torch.channels_last), precision, ranges)
+    return convert(network.to(memory_format=torch.channels_last), precision, ranges, batch_sizes)
 
 
 def load_for_serving(
-    model_dir: str | Path, settings: Mapping[str, Any] | None, device: torch.device | str = "cpu"
+    model_dir: str | Path,
+    settings: Mapping[str, Any] | None,
+    device: torch.device | str = "cpu",
+    max_batch_size: int = 1,
 ) -> nn.Module:
     """The network of an exported model folder as the handler serves it (:func:`for_inference`),
-    in the handler section's ``precision`` (float32 by default)."""
+    in the handler section's ``precision`` (float32 by default), fastest for batches of 1 to
+    ``max_batch_size`` (TorchServe's ``batchSize``)."""
     model_dir = Path(model_dir)
     precision = str((settings or {}).get("precision", "float32"))
     ranges = torch.load(model_dir / CALIBRATION_FILE, weights_only=True) if precision == "int8" else None
-    return for_inference(load_network(model_dir, device), precision, ranges)
+    batch_sizes = range(1, max(1, max_batch_size) + 1)
+    return for_inference(load_network(model_dir, device), precision, ranges, batch_sizes)
 
 
 def fold_batch_norms(module: nn.Module) -> nn.Module:

@@ -10,14 +10,15 @@ can be served either way and the offline predictor matches the server.
   ``x86`` backend (oneDNN and FBGEMM kernels, VNNI instructions): per-channel int8 weights,
   int8 activations whose ranges ``scripts/archive.py`` measures on calibration images
   (:func:`measure_int8_ranges`) and the archive carries (``calibration.pt``); the worker
-  quantises with them when it starts.
+  quantises with them when it starts, into one frozen graph per batch size it will see
+  (:class:`GraphPerBatchSize`).
 """
 
 from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import torch
@@ -34,9 +35,15 @@ OBSERVER = "activation_post_process"
 Int8Ranges = Mapping[str, torch.Tensor]
 
 
-def convert(network: nn.Module, precision: str, ranges: Int8Ranges | None = None) -> nn.Module:
+def convert(
+    network: nn.Module,
+    precision: str,
+    ranges: Int8Ranges | None = None,
+    batch_sizes: Iterable[int] = (1,),
+) -> nn.Module:
     """``network`` (eval mode, batch norms folded) in ``precision``; ``ranges`` are the
-    activation ranges int8 quantises with (:func:`measure_int8_ranges`)."""
+    activation ranges int8 quantises with (:func:`measure_int8_ranges`), ``batch_sizes``
+    the sizes it gets a graph of its own for (any other size runs too, more slowly)."""
     if precision == "float32":
         return network
     if precision == "bfloat16":
@@ -44,7 +51,7 @@ def convert(network: nn.Module, precision: str, ranges: Int8Ranges | None = None
     if precision == "int8":
         if ranges is None:
             raise ValueError(f"precision int8 needs activation ranges ({CALIBRATION_FILE} in the archive)")
-        return quantize_int8(network, ranges)
+        return quantize_int8(network, ranges, batch_sizes)
     raise ValueError(f"Unknown precision {precision!r}; choose one of {PRECISIONS}")
 
 
@@ -83,9 +90,10 @@ def measure_int8_ranges(network: nn.Module, images: torch.Tensor) -> dict[str, t
     return {name: value for name, value in prepared.state_dict().items() if OBSERVER in name}
 
 
-def quantize_int8(network: nn.Module, ranges: Int8Ranges) -> nn.Module:
+def quantize_int8(network: nn.Module, ranges: Int8Ranges, batch_sizes: Iterable[int] = (1,)) -> nn.Module:
     """Static int8 quantisation of ``network`` by FX graph mode with the measured ``ranges``,
-    then traced and frozen by TorchScript.
+    then traced and frozen by TorchScript, once for each of ``batch_sizes``
+    (:class:`GraphPerBatchSize`).
 
     The quantised FX graph calls a dozen Python modules per batch, which at batch 4 costs as
     much as its int8 arithmetic; frozen TorchScript runs the same kernels without them, about
@@ -104,8 +112,42 @@ def quantize_int8(network: nn.Module, ranges: Int8Ranges) -> nn.Module:
                 f"{CALIBRATION_FILE} {detail}: measured on another network, or archived before "
                 "each ReLU was moved next to its convolution? Archive it again."
             )
-        with torch.inference_mode():
-            return torch.jit.freeze(torch.jit.trace(convert_fx(prepared), _examples(4)))
+        quantized = convert_fx(prepared)
+        return GraphPerBatchSize({size: _frozen(quantized, size) for size in sorted(set(batch_sizes))})
+
+
+def _frozen(quantized: nn.Module, batch_size: int) -> torch.jit.ScriptModule:
+    """A frozen TorchScript copy of ``quantized`` (with weights of its own), called once with
+    ``batch_size`` images so that its convolutions keep their kernels for that shape."""
+    examples = _examples(batch_size)
+    with torch.inference_mode():
+        graph = torch.jit.freeze(torch.jit.trace(copy.deepcopy(quantized), examples))
+        graph(examples)
+    return graph
+
+
+class GraphPerBatchSize(nn.Module):
+    """The int8 network as one frozen graph per batch size, each called with its own size.
+
+    PyTorch's oneDNN int8 convolution (``quantized::conv2d_relu`` on the ``x86`` engine)
+    keeps the kernel it builds for the input shape of its first call, and only that one: any
+    other shape gets a kernel built afresh at every call. TorchServe's batches come in every
+    size up to ``batchSize``, so with a single graph all but one size paid that: at batch 4,
+    164 against 110 us per batch here (``scripts/bench_inference.py``, docs/performance.md).
+    Each graph holds its own copy of the weights (tens of KB); the answers are the same
+    whichever graph computes them. A size without a graph of its own runs on the largest.
+    """
+
+    def __init__(self, graphs: Mapping[int, nn.Module]) -> None:
+        super().__init__()
+        if not graphs:
+            raise ValueError("GraphPerBatchSize needs at least one batch size")
+        self.graphs = nn.ModuleDict({str(size): graph for size, graph in graphs.items()})
+        self.largest = str(max(graphs))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        size = str(len(images))
+        return self.graphs[size if size in self.graphs else self.largest](images)
 
 
 def input_dtype(model: nn.Module) -> torch.dtype:
