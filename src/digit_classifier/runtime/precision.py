@@ -133,7 +133,7 @@ class GraphPerBatchSize(nn.Module):
     keeps the kernel it builds for the input shape of its first call, and only that one: any
     other shape gets a kernel built afresh at every call. TorchServe's batches come in every
     size up to ``batchSize``, so with a single graph all but one size paid that: at batch 4,
-    164 against 110 us per batch here (``scripts/bench_inference.py``, docs/performance.md).
+    about 165 against 115 us per batch here (``scripts/bench_inference.py``, docs/performance.md).
     Each graph holds its own copy of the weights (tens of KB); the answers are the same
     whichever graph computes them. A size without a graph of its own runs on the largest.
     """
