@@ -134,7 +134,7 @@ class GraphPerBatchSize(nn.Module):
     other shape gets a kernel built afresh at every call. TorchServe's batches come in every
     size up to ``batchSize``, so with a single graph all but one size paid that: at batch 4,
     about 165 against 115 us per batch here (``scripts/bench_inference.py``, docs/performance.md).
-    Each graph holds its own copy of the weights (tens of KB); the answers are the same
+    Each graph holds its own copy of the weights (about 100 KB); the answers are the same
     whichever graph computes them. A size without a graph of its own runs on the largest.
     """
 
