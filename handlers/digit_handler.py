@@ -38,6 +38,7 @@ import digit_classifier
 from digit_classifier.runtime.inference import (
     PreparedBatch,
     batch_responses,
+    batch_size_from_properties,
     limits_from_config,
     load_for_serving,
     predict_probabilities,
@@ -98,7 +99,7 @@ class DigitHandler(BaseHandler):
         else:
             self.device = torch.device("cpu")
         model_dir = Path(properties.get("model_dir"))
-        batch_size = int(properties.get("batch_size") or 1)
+        batch_size = batch_size_from_properties(properties)
         self.model = load_for_serving(model_dir, settings, self.device, max_batch_size=batch_size)
         self.version = str(context.manifest.get("model", {}).get("modelVersion", ""))
         self.initialized = True

@@ -251,7 +251,8 @@ def test_explain_and_describe_headers_do_not_change_answers(service: Any, header
 
 
 def test_int8_network_has_a_graph_for_every_batch_size_up_to_torchserves(service: Any) -> None:
-    """The fixture's worker was loaded with TorchServe's batch size 8."""
+    """The fixture's worker was loaded with TorchServe's batch size 8 (the handler is reached
+    through TorchServe 0.12's ``Service``, whose entry point is the handler's ``handle``)."""
     model = service._entry_point.__self__.model
     assert sorted(model.graphs, key=int) == [str(size) for size in range(1, 9)]
 

@@ -23,7 +23,7 @@ from torchvision import transforms
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
-from digit_classifier.runtime.inference import load_for_serving
+from digit_classifier.runtime.inference import batch_size_from_properties, load_for_serving
 from digit_classifier.runtime.precision import input_dtype
 from digit_classifier.runtime.preprocessing import MNIST_MEAN, MNIST_STD
 
@@ -45,7 +45,7 @@ class StockMNISTHandler(BaseHandler):
         settings = (context.model_yaml_config or {}).get("handler") or {}
         properties = context.system_properties
         self.model = load_for_serving(
-            Path(properties["model_dir"]), settings, max_batch_size=int(properties.get("batch_size") or 1)
+            Path(properties["model_dir"]), settings, max_batch_size=batch_size_from_properties(properties)
         )
         self.initialized = True
 

@@ -142,6 +142,12 @@ def _foldable_conv(sequence: Sequence[nn.Module], index: int) -> int | None:
     return None
 
 
+def batch_size_from_properties(system_properties: Mapping[str, Any]) -> int:
+    """TorchServe's ``batchSize`` for this model, as the worker gets it (``batch_size`` in
+    ``context.system_properties``); 1 when unset."""
+    return int(system_properties.get("batch_size") or 1)
+
+
 def limits_from_config(handler_config: Mapping[str, Any] | None) -> ImageLimits:
     """Read ``max_image_bytes`` and ``max_image_pixels`` from a model-config handler section."""
     config = handler_config or {}

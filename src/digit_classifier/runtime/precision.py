@@ -117,8 +117,12 @@ def quantize_int8(network: nn.Module, ranges: Int8Ranges, batch_sizes: Iterable[
 
 
 def _frozen(quantized: nn.Module, batch_size: int) -> torch.jit.ScriptModule:
-    """A frozen TorchScript copy of ``quantized`` (with weights of its own), called once with
-    ``batch_size`` images so that its convolutions keep their kernels for that shape."""
+    """A frozen TorchScript copy of ``quantized``, called once with ``batch_size`` images so
+    that its convolutions keep their kernels for that shape.
+
+    Each copy is traced from a deep copy, so that it has packed weights of its own whatever
+    tracing and freezing share between graphs: the kernel is kept with the packed weights.
+    """
     examples = _examples(batch_size)
     with torch.inference_mode():
         graph = torch.jit.freeze(torch.jit.trace(copy.deepcopy(quantized), examples))
@@ -130,11 +134,14 @@ class GraphPerBatchSize(nn.Module):
     """The int8 network as one frozen graph per batch size, each called with its own size.
 
     PyTorch's oneDNN int8 convolution (``quantized::conv2d_relu`` on the ``x86`` engine)
-    keeps the kernel it builds for the input shape of its first call, and only that one: any
-    other shape gets a kernel built afresh at every call. TorchServe's batches come in every
-    size up to ``batchSize``, so with a single graph all but one size paid that: at batch 4,
-    about 165 against 115 us per batch here (``scripts/bench_inference.py``, docs/performance.md).
-    Each graph holds its own copy of the weights (about 100 KB); the answers are the same
+    keeps the kernel it builds for its first call's input shape and torch thread count, and
+    only that one: any other shape gets a kernel built afresh at every call. TorchServe's
+    batches come in every size up to ``batchSize``, so with a single graph all but one size
+    paid that, a batch of 4 half as much again (docs/performance.md, "Eighth session").
+    Hence: set the thread count before building this, and keep it.
+
+    Each graph holds its own copy of the weights (about 100 KB at the default width) and
+    takes tens of milliseconds to build, once per size; the answers are the same to the bit
     whichever graph computes them. A size without a graph of its own runs on the largest.
     """
 
@@ -143,11 +150,13 @@ class GraphPerBatchSize(nn.Module):
         if not graphs:
             raise ValueError("GraphPerBatchSize needs at least one batch size")
         self.graphs = nn.ModuleDict({str(size): graph for size, graph in graphs.items()})
-        self.largest = str(max(graphs))
+        self._by_size = dict(graphs)
+        """The same graphs by ``int`` size: a ``ModuleDict`` lookup costs 3 us a call."""
+        self._largest = max(graphs)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        size = str(len(images))
-        return self.graphs[size if size in self.graphs else self.largest](images)
+        by_size = self._by_size
+        return by_size.get(images.shape[0], by_size[self._largest])(images)
 
 
 def input_dtype(model: nn.Module) -> torch.dtype:
