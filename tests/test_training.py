@@ -127,3 +127,9 @@ def test_seed_baseline_experiment_trains(small_mnist: Path, tmp_path: Path) -> N
     assert metrics["epochs"] == 1 and metrics["test_acc"] is not None
     checkpoint = torch.load(tmp_path / "checkpoints" / "best.ckpt", weights_only=True)
     assert checkpoint["hyper_parameters"]["net"] == {"name": "seed_cnn"}
+
+
+def test_a_run_without_a_logger_trains(small_mnist: Path, tmp_path: Path) -> None:
+    run_script("train.py", *small_run_overrides(small_mnist, tmp_path, "logger=none", "trainer.max_epochs=1"))
+    assert _metrics(tmp_path)["test_acc"] is not None
+    assert not (tmp_path / "tensorboard").exists()

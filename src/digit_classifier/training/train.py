@@ -15,6 +15,7 @@ from typing import Any
 import hydra
 import torch
 from lightning import Callback, LightningDataModule, LightningModule, Trainer, seed_everything
+from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
@@ -43,10 +44,16 @@ def build_data_and_model(cfg: DictConfig) -> tuple[LightningDataModule, Lightnin
 
 
 def build(cfg: DictConfig) -> tuple[LightningDataModule, LightningModule, Trainer]:
-    """Instantiate the data module, the model and the trainer from a composed config."""
+    """Instantiate the data module, the model and the trainer from a composed config.
+
+    Without a logger (``logger=none``) the learning-rate monitor is left out: it has nowhere
+    to write, and Lightning refuses to start a fit with it.
+    """
     datamodule, model = build_data_and_model(cfg)
     callbacks: list[Callback] = instantiate_list(cfg.get("callbacks"))
     loggers: list[Logger] = instantiate_list(cfg.get("logger"))
+    if not loggers:
+        callbacks = [callback for callback in callbacks if not isinstance(callback, LearningRateMonitor)]
     trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     return datamodule, model, trainer
 
