@@ -135,7 +135,9 @@ def test_profile_worker(fake_run: Path, small_mnist: Path, tmp_path: Path) -> No
     )
     report = json.loads(report_path.read_text())
     assert report["requests"] > 0 and report["samples"] > 0 and len(report["workers"]) == 2
-    assert "forward pass" in report["stages"] and "decode PNG" in report["stages"]
+    # Stages that take a tenth or more of a worker's samples; decoding (a few percent, a handful
+    # of samples in two seconds) is left to the stack-by-stack test above.
+    assert {"forward pass", "preprocess (ink, crop, resize, centre)"} <= set(report["stages"])
     assert "| stage |" in report_path.with_suffix(".md").read_text()
 
 
