@@ -140,8 +140,8 @@ class GraphPerBatchSize(nn.Module):
     paid that, a batch of 4 half as much again (docs/performance.md, "Eighth session").
     Hence: set the thread count before building this, and keep it.
 
-    Each graph holds its own copy of the weights (about 100 KB at the default width) and
-    takes tens of milliseconds to build, once per size; the answers are the same to the bit
+    Each graph holds its own copy of the weights (about 100 KB at the default width) and is
+    traced and frozen once per size when loading; the answers are the same to the bit
     whichever graph computes them. A size without a graph of its own runs on the largest.
     """
 
