@@ -80,21 +80,24 @@ def small_mnist(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
+def script_env() -> dict[str, str]:
+    """The environment for a repo entry point: the tests folder is on PYTHONPATH so that
+    overrides can name test-only callbacks (``faults.KillAt``)."""
+    python_path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    return {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path}
+
+
 def run_script(
     script: str, *overrides: str, timeout: float = 600, check: bool = True
 ) -> subprocess.CompletedProcess:
-    """Run a repo entry point (train.py, eval.py, ...) as a user would, failing loudly.
-
-    The tests folder is on PYTHONPATH so that overrides can name test-only callbacks.
-    """
-    python_path = os.pathsep.join(filter(None, [str(ROOT / "tests"), os.environ.get("PYTHONPATH")]))
+    """Run a repo entry point (train.py, eval.py, ...) as a user would, failing loudly."""
     result = subprocess.run(
         [sys.executable, str(ROOT / script), *overrides],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": python_path},
+        env=script_env(),
     )
     if check and result.returncode != 0:
         raise AssertionError(

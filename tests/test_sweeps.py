@@ -22,7 +22,7 @@ import optuna
 import pytest
 import requests
 import yaml
-from conftest import ROOT, run_script
+from conftest import ROOT, run_script, script_env
 from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.trial import TrialState
 from PIL import Image
@@ -315,6 +315,7 @@ def _start(overrides: list[str], log: Path) -> subprocess.Popen:
         return subprocess.Popen(
             [sys.executable, str(ROOT / "train.py"), *overrides],
             cwd=ROOT,
+            env=script_env(),
             stdout=output,
             stderr=subprocess.STDOUT,
             start_new_session=True,
@@ -326,25 +327,18 @@ def _finished(worker: subprocess.Popen, log: Path) -> None:
     assert code == 0, f"worker exited with {code}:\n{log.read_text()[-4000:]}"
 
 
-def _wait_for(path: Path, process: subprocess.Popen, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, f"sweep exited with {process.returncode} before {path}"
-        assert time.monotonic() < deadline, f"no {path} after {timeout} s"
-        time.sleep(0.2)
-
-
 def test_killed_search_resumes_without_rerunning_finished_trials(small_mnist: Path, tmp_path: Path) -> None:
     sweep = tmp_path / "resumed"
     command = tiny_search(small_mnist, sweep, 3)
-    first = _start(command, tmp_path / "first.log")
-    try:
-        _wait_for(sweep / "0" / "metrics.json", first)
-        _wait_for(sweep / "1" / ".hydra" / "overrides.yaml", first)
-    finally:
-        os.killpg(first.pid, signal.SIGKILL)
-        first.wait()
-    assert load_study(sweep).trials[1].state == TrialState.RUNNING
+    kill_in_trial_1 = [
+        "+callbacks.kill._target_=faults.KillAt",
+        "+callbacks.kill.fit=1",
+        "+callbacks.kill.epoch=0",
+        "+callbacks.kill.batch=2",
+    ]
+    killed = run_script("train.py", *command, *kill_in_trial_1, check=False)
+    assert killed.returncode == -signal.SIGKILL, killed.stdout[-4000:]
+    assert [t.state for t in load_study(sweep).trials] == [TrialState.COMPLETE, TrialState.RUNNING]
     finished_at = (sweep / "0" / "metrics.json").stat().st_mtime_ns
 
     run_script("train.py", *command)
@@ -421,35 +415,45 @@ def test_two_workers_share_one_study(
 HEARTBEAT_S, GRACE_S = 1, 3
 
 
-def _kill_mid_trial(study_name: str, storage: str, workers: list[subprocess.Popen]) -> tuple[int, datetime]:
-    """Kill the first worker seen running a trial; return that trial's number and when.
+def _process_state(pid: int) -> str:
+    """The one-letter state in ``/proc/<pid>/stat``: ``T`` for a stopped process."""
+    return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+
+
+def _kill_when_frozen(study_name: str, storage: str, victim: subprocess.Popen) -> tuple[int, datetime]:
+    """Wait for ``victim`` to freeze itself mid-trial (``FREEZE``), then kill it; return its
+    trial's number and the last time it was seen running.
 
     Workers on one host find each other's dead trials by process id straight away. So that
     only the storage heartbeat can reveal this one, the trial's ``worker`` is first set to
     another host's name, as a worker on another machine would have left it.
     """
-    by_pid = {worker.pid: worker for worker in workers}
-    rdb = RDBStorage(storage)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert all(w.poll() is None for w in workers), "a worker ended before any trial ran"
-        try:
-            study = optuna.load_study(study_name=study_name, storage=rdb)
-        except KeyError:
-            time.sleep(0.2)
-            continue
-        running = [t for t in study.get_trials(states=(TrialState.RUNNING,)) if "worker" in t.user_attrs]
-        if running:
-            trial = running[0]
-            rdb.set_trial_user_attr(trial_id(rdb, study_name, trial.number), "worker", "another-host:1")
-            victim = by_pid[int(trial.user_attrs["worker"].rpartition(":")[2])]
-            os.killpg(victim.pid, signal.SIGKILL)
-            victim.wait()
-            killed_at = datetime.now()
-            assert study.trials[trial.number].state == TrialState.RUNNING, "it finished before the kill"
-            return trial.number, killed_at
-        time.sleep(0.2)
-    raise AssertionError("no trial started within 180 s")
+    seen_running = datetime.now()
+    while _process_state(victim.pid) != "T":
+        assert victim.poll() is None, f"the worker exited with {victim.returncode} before freezing"
+        assert time.monotonic() < deadline, "the worker did not freeze within 180 s"
+        seen_running = datetime.now()
+        time.sleep(0.05)
+    rdb = RDBStorage(storage)
+    study = optuna.load_study(study_name=study_name, storage=rdb)
+    (trial,) = [
+        t
+        for t in study.get_trials(states=(TrialState.RUNNING,))
+        if t.user_attrs.get("worker") == f"{HOST}:{victim.pid}"
+    ]
+    rdb.set_trial_user_attr(trial_id(rdb, study_name, trial.number), "worker", "another-host:1")
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    return trial.number, seen_running
+
+
+FREEZE = [
+    "+callbacks.kill._target_=faults.KillAt",
+    "+callbacks.kill.signal=SIGSTOP",
+    "+callbacks.kill.epoch=0",
+    "+callbacks.kill.batch=2",
+]
 
 
 def test_trial_of_a_worker_that_died_elsewhere_is_retried_after_the_grace_period(
@@ -469,11 +473,11 @@ def test_trial_of_a_worker_that_died_elsewhere_is_retried_after_the_grace_period
         storage=postgres_url,
     )
     logs = [tmp_path / "worker0.log", tmp_path / "worker1.log"]
-    workers = [_start(command, log) for log in logs]
+    workers = [_start([*command, *FREEZE], logs[0]), _start(command, logs[1])]
+    survivor, log = workers[1], logs[1]
     try:
-        # The first trial leaves three of four to the other worker: time enough to outlast the grace.
-        number, killed_at = _kill_mid_trial("heartbeat", postgres_url, workers)
-        survivor, log = next((w, g) for w, g in zip(workers, logs, strict=True) if w.poll() is None)
+        # Its first trial leaves three of four to the survivor: time enough to outlast the grace.
+        number, last_alive = _kill_when_frozen("heartbeat", postgres_url, workers[0])
         _finished(survivor, log)
     finally:
         for worker in workers:
@@ -484,11 +488,12 @@ def test_trial_of_a_worker_that_died_elsewhere_is_retried_after_the_grace_period
     dead = study.trials[number]
     (retry,) = [t for t in study.trials if t.user_attrs.get("retry_of") == number]
     ran = Counter(t.user_attrs["worker"] for t in study.trials if "worker" in t.user_attrs)
-    print(f"trial {number} killed, retried as {retry.number} {retry.datetime_start - killed_at} later; {ran}")
+    waited = retry.datetime_start - last_alive
+    print(f"trial {number} killed, retried as {retry.number} {waited} after it froze; {ran}")
     assert dead.state == TrialState.FAIL
     assert retry.state == TrialState.COMPLETE and retry.params == dead.params
     assert retry.user_attrs["worker"] == f"{HOST}:{survivor.pid}"
-    assert retry.datetime_start >= killed_at + timedelta(seconds=GRACE_S - HEARTBEAT_S)
+    assert retry.datetime_start >= last_alive + timedelta(seconds=GRACE_S - HEARTBEAT_S)
     trials = counted(study.trials)
     assert len(trials) == 4 and all(t.state == TrialState.COMPLETE for t in trials)
     rows = {r["trial"]: r for r in summary_rows(sweep)}
