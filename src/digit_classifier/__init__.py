@@ -3,8 +3,8 @@
 Each subpackage is one part of the pipeline:
 
 * ``runtime``: what a ``.mar`` carries (networks, preprocessing, request-to-response
-  inference); it imports nothing but the standard library, torch, torchvision, numpy and
-  Pillow, so it is the only code TorchServe's workers run besides the handler.
+  inference); it imports nothing but the standard library, torch, torchvision, numpy,
+  Pillow and pyspng, so it is the only code TorchServe's workers run besides the handler.
 * ``training``: the data module, augmentation, LightningModule, callbacks, and the
   ``train`` and ``evaluate`` entry points behind ``train.py`` and ``eval.py``.
 * ``sweeps``: sweep summaries, the best trial, Optuna pruning.
@@ -15,5 +15,3 @@ Each subpackage is one part of the pipeline:
 ``runs`` is the run-folder contract that training writes and the others read.
 This file must stay free of imports: the ``.mar`` carries it with ``runtime``.
 """
-
-__version__ = "0.2.0"

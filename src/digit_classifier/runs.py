@@ -4,7 +4,7 @@
       .hydra/config.yaml        the composed config
       .hydra/overrides.yaml     the command line's overrides
       metrics.json              RunMetrics, written when the run finishes
-      checkpoints/best.ckpt     the best validation accuracy
+      checkpoints/best.ckpt     the lowest validation loss
       checkpoints/last.ckpt     the latest epoch, to resume from
       tensorboard/              the TensorBoard event files
 
@@ -70,17 +70,9 @@ class RunFolder:
 
     path: Path
 
-    @staticmethod
-    def is_run(path: Path) -> bool:
-        return any((path / name).exists() for name in (METRICS_FILE, HYDRA_DIR, CHECKPOINT_DIR))
-
     @property
     def default_best_checkpoint(self) -> Path:
         return self.path / CHECKPOINT_DIR / f"{BEST_CHECKPOINT}.ckpt"
-
-    @property
-    def default_last_checkpoint(self) -> Path:
-        return self.path / CHECKPOINT_DIR / f"{LAST_CHECKPOINT}.ckpt"
 
     def metrics(self) -> RunMetrics | None:
         return RunMetrics.read(self.path)

@@ -70,7 +70,12 @@ def _strided_stem(out_channels: int, kernel_size: int) -> list[nn.Module]:
 
 
 class DigitCNN(nn.Module):
-    """The default network: three conv-BN-ReLU stages, each halving the resolution.
+    """The project's network: three conv-BN-ReLU stages, each halving the resolution.
+
+    The default recipe's arguments are in ``configs/model/digit_cnn.yaml`` (width 32, dropout
+    0.3, ``pool_first``, ``stem_kernel: 5``). The constructor's defaults keep the first
+    version's layer order (``pool_first=False``, ``stem_kernel=0``) for the specs of
+    checkpoints written before those options existed.
 
     ``width`` channels at 28x28 (at 14x14 after a strided stem), twice that at 14x14, four
     times at 7x7, then dropout and a linear classifier on the 3x3 map: 0.10M parameters at
