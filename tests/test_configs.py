@@ -9,11 +9,17 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+import yaml
 from conftest import ROOT
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+from ts.model_server import load_properties
+
+from digit_classifier.runtime.preprocessing import ImageLimits
+from digit_classifier.serving.torchserve import CONFIG_DIR as TORCHSERVE_CONFIG_DIR
+from digit_classifier.web.server import DEFAULT_MAX_BODY_BYTES
 
 CONFIG_DIR = ROOT / "configs"
 GROUPS = [
@@ -88,3 +94,14 @@ def test_typo_in_a_key_gives_hydras_error() -> None:
     assert result.returncode != 0
     assert "Could not override 'optimizer.lrr'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("properties", ["config.properties", "config.exposed.properties"])
+def test_size_limits_agree_between_torchserve_the_handler_and_the_page(properties: str) -> None:
+    """The page server forwards what TorchServe's frontend accepts, and the frontend accepts
+    every image the handler's limit allows, with room for the multipart framing."""
+    frontend = int(load_properties(str(TORCHSERVE_CONFIG_DIR / properties))["max_request_size"])
+    model_config = yaml.safe_load((TORCHSERVE_CONFIG_DIR / "model-config.yaml").read_text())
+    handler = model_config["handler"]["max_image_bytes"]
+    assert frontend == DEFAULT_MAX_BODY_BYTES
+    assert handler == ImageLimits().max_bytes < frontend

@@ -33,7 +33,7 @@ def imported_modules(path: Path) -> set[str]:
     return names
 
 
-@pytest.mark.parametrize("path", python_files("src/digit_classifier/runtime"), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted(RUNTIME.rglob("*.py")), ids=lambda p: p.name)
 def test_runtime_imports_only_the_standard_library_torch_numpy_and_the_png_decoders(path: Path) -> None:
     for name in imported_modules(path):
         top = name.split(".")[0]

@@ -35,7 +35,8 @@ from tensorboard.util.tensor_util import make_ndarray
 from digit_classifier.serving.torchserve import free_ports
 from digit_classifier.sweeps.plots import study_from_snapshot
 from digit_classifier.sweeps.summary import write_summary
-from hydra_plugins.digit_optuna_sweeper._impl import TRIALS_FILE, OptunaSearch
+from hydra_plugins.digit_optuna_sweeper import TRIALS_FILE
+from hydra_plugins.digit_optuna_sweeper._impl import OptunaSearch
 from hydra_plugins.digit_optuna_sweeper._space import parse_search_space
 from hydra_plugins.digit_optuna_sweeper._study import HOST, counted, export_study, trial_id
 

@@ -30,12 +30,12 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from digit_classifier.runs import RunFolder, runs_below
+from digit_classifier.runs import METRICS_FILE, RunFolder, runs_below
+from hydra_plugins.digit_optuna_sweeper import TRIAL_KEY, TRIALS_FILE
 
 log = logging.getLogger(__name__)
 
-OPTUNA_TRIALS = "optuna_trials.json"
-INTERNAL_OVERRIDES = ("optuna_trial.", "+optuna_trial.", "++optuna_trial.")
+INTERNAL_OVERRIDES = tuple(f"{plus}{TRIAL_KEY}." for plus in ("", "+", "++"))
 STATE_ORDER = {"complete": 0, "pruned": 1, "running": 2}
 
 
@@ -67,7 +67,7 @@ def _from_run(row: TrialRow, run: RunFolder) -> None:
     if metrics is None:
         return
     row.state = "complete"
-    row.metrics_path = str((run.path / "metrics.json").resolve())
+    row.metrics_path = str((run.path / METRICS_FILE).resolve())
     row.best_val_acc = metrics.best_val_acc
     row.test_acc = metrics.test_acc
     row.epochs = metrics.epochs
@@ -100,8 +100,8 @@ def _from_optuna(row: TrialRow, record: dict[str, Any], retried_as: dict[int, in
 def collect(sweep_dir: Path) -> tuple[list[TrialRow], dict[str, Any]]:
     """All trials of the sweep, best first, and the Optuna study record (empty for grids)."""
     study: dict[str, Any] = {}
-    if (sweep_dir / OPTUNA_TRIALS).exists():
-        study = json.loads((sweep_dir / OPTUNA_TRIALS).read_text())
+    if (sweep_dir / TRIALS_FILE).exists():
+        study = json.loads((sweep_dir / TRIALS_FILE).read_text())
     records = {r["number"]: r for r in study.get("trials", [])}
     retried_as = {
         int(r["user_attrs"]["retry_of"]): r["number"]

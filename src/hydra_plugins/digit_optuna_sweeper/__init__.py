@@ -11,6 +11,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import optuna
 
+TRIALS_FILE = "optuna_trials.json"
+"""The study's snapshot, written into the sweep folder after every trial."""
+TRIAL_KEY = "optuna_trial"
+"""The config node through which the sweeper tells each job its study and trial number."""
+
 
 def attach_trial(study_name: str, number: int) -> optuna.Trial:
     """The running trial ``number`` of ``study_name``, for reporting from a training job."""

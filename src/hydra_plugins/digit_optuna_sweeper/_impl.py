@@ -22,13 +22,11 @@ from optuna.samplers import BaseSampler
 from optuna.storages import BaseStorage, RDBStorage
 from optuna.trial import TrialState
 
-from . import _study
+from . import TRIAL_KEY, TRIALS_FILE, _study
 from ._sampler import SlotSeededSampler
 from ._space import SearchSpace, parse_search_space
 
 log = logging.getLogger(__name__)
-
-TRIALS_FILE = "optuna_trials.json"
 
 
 def _plain(node: Any) -> Any:
@@ -226,7 +224,7 @@ def _consecutive(trials: Sequence[optuna.Trial]) -> Iterator[list[optuna.Trial]]
 
 def _trial_overrides(study: Study, trial: optuna.Trial) -> list[str]:
     """Tell the job which trial it is, so a pruning callback can report to it."""
-    return [f"++optuna_trial.study={study.study_name}", f"++optuna_trial.number={trial.number}"]
+    return [f"++{TRIAL_KEY}.study={study.study_name}", f"++{TRIAL_KEY}.number={trial.number}"]
 
 
 def _tell(study: Study, trial: optuna.Trial, result: JobReturn) -> BaseException | None:
