@@ -202,38 +202,42 @@ def assert_clear_errors(outcomes: list[Outcome], kills: list[float] = (), lost: 
     return errors
 
 
+def _kill_one_worker_then_all(server: Server, before: list[int], stop: threading.Event) -> dict[str, float]:
+    """SIGKILL one worker, wait for its replacement, then kill every worker and wait again;
+    set ``stop`` two seconds later. Returns when each happened (``time.monotonic()``) and how
+    long each recovery took."""
+    events: dict[str, float] = {}
+    time.sleep(2)
+    events["kill_one"] = time.monotonic()
+    os.kill(before[0], signal.SIGKILL)
+    events["one_back_s"] = wait_for_workers(server, len(before), {before[0]})
+    events["one_back"] = time.monotonic()
+    time.sleep(1)
+    survivors = ready_pids(server)
+    events["kill_all"] = time.monotonic()
+    for pid in survivors:
+        os.kill(pid, signal.SIGKILL)
+    events["all_back_s"] = wait_for_workers(server, len(before), set(survivors))
+    events["all_back"] = time.monotonic()
+    time.sleep(2)
+    stop.set()
+    return events
+
+
 def test_killed_workers_are_restarted_and_clients_get_clear_errors(served: Fixture) -> None:
     server = served.server
     before = ready_pids(server)
     assert len(before) >= 1
     stop = threading.Event()
-    events: dict[str, float] = {}
-
-    def faults() -> None:
-        time.sleep(2)
-        events["kill_one"] = time.monotonic()
-        os.kill(before[0], signal.SIGKILL)
-        events["one_back_s"] = wait_for_workers(server, len(before), {before[0]})
-        events["one_back"] = time.monotonic()
-        time.sleep(1)
-        survivors = ready_pids(server)
-        events["kill_all"] = time.monotonic()
-        for pid in survivors:
-            os.kill(pid, signal.SIGKILL)
-        events["all_back_s"] = wait_for_workers(server, len(before), set(survivors))
-        events["all_back"] = time.monotonic()
-        time.sleep(2)
-        stop.set()
-
     with ThreadPoolExecutor(1) as pool:
-        injected = pool.submit(faults)
+        injected = pool.submit(_kill_one_worker_then_all, server, before, stop)
         try:
             outcomes = run_clients(
                 server.predict_url, lambda n: good_request(served, n), 4, 150, 60_000, stop
             )
         finally:
             stop.set()
-        injected.result(timeout=150)
+        events = injected.result(timeout=150)
 
     # TorchServe 0.12 sometimes never answers requests it sent to a worker that was SIGKILLed
     # (in flight, or sent in the ~50 ms before the frontend noticed the death): 0 to 4 per run.

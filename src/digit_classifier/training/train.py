@@ -121,7 +121,7 @@ def train(cfg: DictConfig) -> dict[str, float | None]:
     best_path = getattr(checkpoint, "best_model_path", "") or None
     last_path = _latest_checkpoint(trainer)
     if cfg.get("test"):
-        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=False)
+        trainer.test(model, datamodule=datamodule, ckpt_path=best_path or None, weights_only=True)
         metrics.update({name: finite_float(v) for name, v in trainer.callback_metrics.items()})
 
     summary = RunMetrics(
