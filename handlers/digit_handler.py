@@ -39,10 +39,13 @@ from digit_classifier.runtime.inference import (
     PreparedBatch,
     batch_responses,
     batch_size_from_properties,
+    handler_settings,
     limits_from_config,
     load_for_serving,
     predict_probabilities,
     prepare_batch,
+    served_precision,
+    set_torch_threads,
     status_phrase,
 )
 from digit_classifier.runtime.metrics import MetricBuffer, Sample, batch_samples, drop_batch_log_lines
@@ -76,23 +79,30 @@ class DigitHandler(BaseHandler):
         self.limits = ImageLimits()
 
     def initialize(self, context: Any) -> None:
+        """Configure the worker, then load the network (without ``super().initialize``: the
+        ``.mar`` holds weights and ``network.json``, not a pickled or scripted model)."""
         self.context = context
         self.manifest = context.manifest
         self.model_yaml_config = context.model_yaml_config or {}
-        settings = self.model_yaml_config.get("handler") or {}
-        threads = settings.get("torch_num_threads")
-        if threads:
-            torch.set_num_threads(int(threads))
+        settings = handler_settings(self.model_yaml_config)
+        self._configure_worker(settings, context.metrics)
+        self._load(settings, context.system_properties)
+        self.version = str(context.manifest.get("model", {}).get("modelVersion", ""))
+        self.initialized = True
+
+    def _configure_worker(self, settings: dict[str, Any], metrics: Any) -> None:
+        """Threads, image limits, the metric buffer, and what the worker reads and logs."""
+        set_torch_threads(settings)
         self.limits = limits_from_config(settings)
         flush_interval = float(settings.get("metrics_flush_seconds", 1.0))
-        self.metrics = MetricBuffer(lambda samples: emit(context.metrics, samples), flush_interval)
+        self.metrics = MetricBuffer(lambda samples: emit(metrics, samples), flush_interval)
         if not settings.get("torchserve_batch_logs", False):
             drop_batch_log_lines()
-        buffered = bool(settings.get("buffered_frontend_reads", True))
-        if buffered:
+        self.buffered_reads = bool(settings.get("buffered_frontend_reads", True))
+        if self.buffered_reads:
             buffer_frontend_reads(otf_message_handler)
 
-        properties = context.system_properties
+    def _load(self, settings: dict[str, Any], properties: dict[str, Any]) -> None:
         gpu_id = properties.get("gpu_id")
         if torch.cuda.is_available() and gpu_id is not None:
             self.device = torch.device(f"cuda:{gpu_id}")
@@ -101,18 +111,16 @@ class DigitHandler(BaseHandler):
         model_dir = Path(properties.get("model_dir"))
         batch_size = batch_size_from_properties(properties)
         self.model = load_for_serving(model_dir, settings, self.device, max_batch_size=batch_size)
-        self.version = str(context.manifest.get("model", {}).get("modelVersion", ""))
-        self.initialized = True
         logger.info(
             "Loaded %s on %s in %s for batches up to %d with %d torch threads, %s, buffered reads %s; "
             "digit_classifier from %s",
             model_dir,
             self.device,
-            settings.get("precision", "float32"),
+            served_precision(settings),
             batch_size,
             torch.get_num_threads(),
             self.limits,
-            buffered,
+            self.buffered_reads,
             Path(digit_classifier.__file__).parent,
         )
 

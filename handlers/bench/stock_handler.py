@@ -23,7 +23,12 @@ from torchvision import transforms
 from ts.handler_utils.timer import timed
 from ts.torch_handler.base_handler import BaseHandler
 
-from digit_classifier.runtime.inference import batch_size_from_properties, load_for_serving
+from digit_classifier.runtime.inference import (
+    batch_size_from_properties,
+    handler_settings,
+    load_for_serving,
+    set_torch_threads,
+)
 from digit_classifier.runtime.precision import input_dtype
 from digit_classifier.runtime.preprocessing import MNIST_MEAN, MNIST_STD
 
@@ -37,12 +42,10 @@ class StockMNISTHandler(BaseHandler):
     )
 
     def initialize(self, context: Any) -> None:
-        threads = ((context.model_yaml_config or {}).get("handler") or {}).get("torch_num_threads")
-        if threads:
-            torch.set_num_threads(int(threads))
+        settings = handler_settings(context.model_yaml_config)
+        set_torch_threads(settings)
         self.context = context
         self.device = torch.device("cpu")
-        settings = (context.model_yaml_config or {}).get("handler") or {}
         properties = context.system_properties
         self.model = load_for_serving(
             Path(properties["model_dir"]), settings, max_batch_size=batch_size_from_properties(properties)

@@ -38,7 +38,27 @@ NETWORK_FILE = "network.json"
 METADATA_FILE = "metadata.json"
 MODEL_CONFIG_FILE = "model-config.yaml"
 
+DEFAULT_PRECISION = "float32"
+
 logger = logging.getLogger(__name__)
+
+
+def handler_settings(model_config: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The ``handler`` section of a model config (``model-config.yaml``), empty when absent."""
+    return dict((model_config or {}).get("handler") or {})
+
+
+def served_precision(settings: Mapping[str, Any]) -> str:
+    """The ``precision`` a handler section asks for: float32, bfloat16 or int8."""
+    return str(settings.get("precision", DEFAULT_PRECISION))
+
+
+def set_torch_threads(settings: Mapping[str, Any]) -> None:
+    """Apply the handler section's ``torch_num_threads``, before any network is loaded (oneDNN
+    builds its kernels for the thread count of their first call)."""
+    threads = settings.get("torch_num_threads")
+    if threads:
+        torch.set_num_threads(int(threads))
 
 
 def network_from_state(spec: Mapping[str, Any], state_dict: Mapping[str, torch.Tensor]) -> nn.Module:
@@ -58,7 +78,7 @@ def load_network(model_dir: str | Path, device: torch.device | str = "cpu") -> n
 
 def for_inference(
     network: nn.Module,
-    precision: str = "float32",
+    precision: str = DEFAULT_PRECISION,
     ranges: Int8Ranges | None = None,
     batch_sizes: Iterable[int] = (1,),
 ) -> nn.Module:
@@ -84,7 +104,7 @@ def load_for_serving(
     in the handler section's ``precision`` (float32 by default), fastest for batches of 1 to
     ``max_batch_size`` (TorchServe's ``batchSize``)."""
     model_dir = Path(model_dir)
-    precision = str((settings or {}).get("precision", "float32"))
+    precision = served_precision(settings or {})
     ranges = torch.load(model_dir / CALIBRATION_FILE, weights_only=True) if precision == "int8" else None
     batch_sizes = range(1, max(1, max_batch_size) + 1)
     return for_inference(load_network(model_dir, device), precision, ranges, batch_sizes)

@@ -32,7 +32,9 @@ from digit_classifier.runtime.inference import (
     MODEL_CONFIG_FILE,
     NETWORK_FILE,
     WEIGHTS_FILE,
+    handler_settings,
     load_network,
+    served_precision,
 )
 from digit_classifier.runtime.precision import CALIBRATION_FILE
 from digit_classifier.serving.calibration import int8_ranges
@@ -93,7 +95,7 @@ def build_archive(
         shutil.copy2(exported.network, extra / NETWORK_FILE)
         metadata = {"model_name": name, "model_version": version, **exported.info}
         (extra / METADATA_FILE).write_text(json.dumps(metadata, indent=2, default=str) + "\n")
-        if served_precision(model_config) == "int8":
+        if precision_in(model_config) == "int8":
             torch.save(int8_ranges(load_network(exported.directory)), extra / CALIBRATION_FILE)
         files = {"handler": handler, "serialized-file": exported.weights, "extra-files": extra}
         (stage / "out").mkdir()
@@ -104,10 +106,9 @@ def build_archive(
     return mar
 
 
-def served_precision(model_config: Path) -> str:
+def precision_in(model_config: Path) -> str:
     """The ``precision`` the model config's handler section asks for (float32 by default)."""
-    config = yaml.safe_load(model_config.read_text()) or {}
-    return str((config.get("handler") or {}).get("precision", "float32"))
+    return served_precision(handler_settings(yaml.safe_load(model_config.read_text())))
 
 
 def check_names(version: str, file_name: str) -> None:
@@ -154,7 +155,7 @@ def check_archive(mar: Path, handler: Path = HANDLER) -> None:
     with zipfile.ZipFile(mar) as archive:
         names = {name for name in archive.namelist() if not name.endswith("/")}
         config = yaml.safe_load(archive.read(MODEL_CONFIG_FILE)) or {}
-    expected = expected_files(handler, (config.get("handler") or {}).get("precision") == "int8")
+    expected = expected_files(handler, served_precision(handler_settings(config)) == "int8")
     if names != expected:
         raise RuntimeError(
             f"{mar}: missing {sorted(expected - names)}, unexpected {sorted(names - expected)}"

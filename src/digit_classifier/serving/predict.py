@@ -30,6 +30,7 @@ from digit_classifier.runtime.inference import (
     PreparedBatch,
     batch_responses,
     for_inference,
+    handler_settings,
     limits_from_config,
     load_for_serving,
     network_from_state,
@@ -57,7 +58,7 @@ def _handler_settings(model_dir: Path) -> dict[str, Any]:
         return {}
     import yaml
 
-    return (yaml.safe_load(path.read_text()) or {}).get("handler") or {}
+    return handler_settings(yaml.safe_load(path.read_text()))
 
 
 def _from_directory(model_dir: Path) -> tuple[nn.Module, ImageLimits]:
