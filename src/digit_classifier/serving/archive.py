@@ -27,6 +27,7 @@ import torch
 import yaml
 
 import digit_classifier
+from digit_classifier.checkout import HANDLERS
 from digit_classifier.runtime.inference import (
     METADATA_FILE,
     MODEL_CONFIG_FILE,
@@ -43,7 +44,7 @@ from digit_classifier.serving.torchserve import CONFIG_DIR, MANIFEST, read_manif
 
 PACKAGE_DIR = Path(digit_classifier.__file__).parent
 RUNTIME_DIR = PACKAGE_DIR / "runtime"
-HANDLER = PACKAGE_DIR.parents[1] / "handlers" / "digit_handler.py"
+HANDLER = HANDLERS / "digit_handler.py"
 DEFAULT_MODEL_CONFIG = CONFIG_DIR / "model-config.yaml"
 VERSION_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 """A version is a path segment of TorchServe's management API (``/models/digit/<version>``)."""

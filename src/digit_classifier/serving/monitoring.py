@@ -16,7 +16,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from digit_classifier import processes
-from digit_classifier.serving.templates import CONFIGS, fill
+from digit_classifier.checkout import CONFIGS
+from digit_classifier.serving.templates import fill
 from digit_classifier.serving.torchserve import SetupError, TorchServe, call_json
 
 PROMETHEUS = Path(shutil.which("prometheus") or "/usr/bin/prometheus")

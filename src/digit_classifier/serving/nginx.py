@@ -23,7 +23,8 @@ from http import HTTPStatus
 from pathlib import Path
 
 from digit_classifier import processes
-from digit_classifier.serving.templates import CONFIGS, fill
+from digit_classifier.checkout import CONFIGS
+from digit_classifier.serving.templates import fill
 from digit_classifier.serving.torchserve import ServeError, SetupError
 from digit_classifier.web.server import (
     API_METHODS,

@@ -11,9 +11,6 @@ import re
 from collections.abc import Mapping
 from pathlib import Path
 
-from digit_classifier.serving.torchserve import CHECKOUT
-
-CONFIGS = CHECKOUT / "configs"
 PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 BLOCK = re.compile(r"^([ \t]*)\{\{(\w+)\}\}[ \t]*$", re.MULTILINE)
 

@@ -29,10 +29,10 @@ from pathlib import Path
 
 from ts.model_server import load_properties
 
+from digit_classifier.checkout import CHECKOUT, CONFIGS
 from digit_classifier.processes import sigterm_unwinds
 
-CHECKOUT = Path(__file__).resolve().parents[3]
-CONFIG_DIR = CHECKOUT / "configs" / "torchserve"
+CONFIG_DIR = CONFIGS / "torchserve"
 """The checkout's TorchServe configs: ``config.properties``, ``model-config.yaml``, ``log4j2.xml``,
 ``metrics.yaml``."""
 DEFAULT_CONFIG = CONFIG_DIR / "config.properties"

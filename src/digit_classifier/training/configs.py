@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-CONFIG_DIR = Path(__file__).resolve().parents[3] / "configs"
-"""The checkout's ``configs/``: training is run from a checkout (``python train.py``)."""
+from digit_classifier.checkout import CONFIGS as CONFIG_DIR
 
 
 def compose_config(overrides: list[str], config_name: str = "train") -> DictConfig:
