@@ -21,7 +21,7 @@ from pathlib import Path
 from digit_classifier.bench.cluster import report
 from digit_classifier.bench.load import mnist_uploads
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import default_data_dir
+from digit_classifier.checkout import data_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -34,7 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=float, default=2, help="unmeasured seconds before measuring")
     parser.add_argument("--server-warmup", type=float, default=15, help="unmeasured load on each new cluster")
     parser.add_argument("--timeout", type=float, default=30, help="client timeout per request, s")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
     parser.add_argument("--images", type=int, default=1000, help="distinct test images cycled through")
     parser.add_argument("--report", type=Path, default=Path("logs/bench/cluster.json"))

@@ -13,12 +13,12 @@ import argparse
 import json
 
 from digit_classifier.bench.data import compare
-from digit_classifier.bench.samples import default_data_dir
+from digit_classifier.checkout import data_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(default_data_dir()), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", default=str(data_dir()), help="holds MNIST/raw")
     parser.add_argument("--batch-size", type=int, default=128)
     args = parser.parse_args()
     results = compare(args.data_dir, args.batch_size)

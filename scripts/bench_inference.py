@@ -30,8 +30,9 @@ from digit_classifier.bench.inference import (
     preprocessing_us,
 )
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
-from digit_classifier.bench.variants import evaluation_sets
+from digit_classifier.bench.samples import DRAWN_DEV, Sample, drawn_digits, mnist_test_pngs
+from digit_classifier.bench.variants import VARIANTS_DIR, evaluation_sets
+from digit_classifier.checkout import data_dir
 from digit_classifier.runtime.inference import load_network
 from digit_classifier.runtime.precision import CALIBRATION_FILE
 from digit_classifier.serving.calibration import int8_ranges
@@ -40,7 +41,7 @@ from digit_classifier.serving.calibration import int8_ranges
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("model_store/digit.mar"))
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per figure")
     parser.add_argument("--report", type=Path, default=Path("logs/bench/inference.json"))
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="also each precision's accuracy on all MNIST test images, the drawn digits and the variants",
     )
-    parser.add_argument("--variants-dir", type=Path, default=Path("data/drawn-variants"))
+    parser.add_argument("--variants-dir", type=Path, default=VARIANTS_DIR)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
 

@@ -21,7 +21,8 @@ import torch
 
 from digit_classifier.bench.metrics import batch_costs_us
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import default_data_dir, mnist_test_pngs
+from digit_classifier.bench.samples import mnist_test_pngs
+from digit_classifier.checkout import data_dir
 from digit_classifier.serving.predict import load_model
 
 
@@ -29,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=Path("model_store/digit.mar"))
     parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
     parser.add_argument("--seconds", type=float, default=2.0, help="measured seconds per figure")
     parser.add_argument("--report", type=Path, default=Path("logs/bench/metrics.json"))

@@ -27,8 +27,9 @@ from digit_classifier.bench.recipe import (
     train_rounds,
 )
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import Sample, default_data_dir
-from digit_classifier.bench.variants import evaluation_sets
+from digit_classifier.bench.samples import Sample
+from digit_classifier.bench.variants import VARIANTS_DIR, evaluation_sets
+from digit_classifier.checkout import data_dir
 
 
 def endpoint_sets(args: argparse.Namespace) -> dict[str, list[Sample]]:
@@ -43,9 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         "--target", type=float, default=0.99, help="test accuracy for the time-to-accuracy run"
     )
     parser.add_argument("--override", action="append", default=[], help="a Hydra override for every run")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
-    parser.add_argument("--variants-dir", type=Path, default=Path("data/drawn-variants"))
+    parser.add_argument("--variants-dir", type=Path, default=VARIANTS_DIR)
     parser.add_argument(
         "--runs-dir", type=Path, help="where the trained runs go (default: a temporary folder)"
     )

@@ -43,8 +43,8 @@ from pathlib import Path
 
 from digit_classifier.bench.load import mnist_uploads
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import default_data_dir
 from digit_classifier.bench.serving import HANDLERS, plot, report, tune
+from digit_classifier.checkout import data_dir
 from digit_classifier.serving.archive import read_metadata
 from digit_classifier.serving.export import ExportError, find_checkpoint
 
@@ -78,7 +78,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         type=Path,
         help="run folder or .ckpt (default: the one model_store/digit.mar came from)",
     )
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
     parser.add_argument("--images", type=int, default=1000, help="distinct test images cycled through")
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32])

@@ -26,7 +26,6 @@ from pathlib import Path
 import torch
 
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import default_data_dir
 from digit_classifier.bench.training import (
     MODELS,
     bench_config,
@@ -34,11 +33,12 @@ from digit_classifier.bench.training import (
     profile_bare_loop,
     time_to_accuracy,
 )
+from digit_classifier.checkout import data_dir
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default=str(default_data_dir()), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", default=str(data_dir()), help="holds MNIST/raw")
     parser.add_argument("--steps", type=int, default=300, help="timed steps per measurement")
     parser.add_argument(
         "--rounds", type=int, default=9, help="back-to-back bare/Lightning measurements; fastest reported"

@@ -20,17 +20,18 @@ from pathlib import Path
 
 from digit_classifier.bench.endpoint import TARGETS, evaluate
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import DRAWN_DEV, Sample, default_data_dir, drawn_digits, mnist_test_pngs
-from digit_classifier.bench.variants import variant_samples
+from digit_classifier.bench.samples import DRAWN_DEV, Sample, drawn_digits, mnist_test_pngs
+from digit_classifier.bench.variants import VARIANTS_DIR, variant_samples
+from digit_classifier.checkout import data_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", default="http://127.0.0.1:8080/predictions/digit")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--drawn-dir", type=Path, help=f"default: <data-dir>/{DRAWN_DEV}")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
-    parser.add_argument("--variants-dir", type=Path, default=Path("data/drawn-variants"))
+    parser.add_argument("--variants-dir", type=Path, default=VARIANTS_DIR)
     parser.add_argument("--sets", nargs="+", choices=list(TARGETS), default=list(TARGETS))
     parser.add_argument("--limit", type=int, help="only the first N images of each set (smoke runs)")
     parser.add_argument("--concurrency", type=int, default=8)

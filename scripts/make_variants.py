@@ -16,14 +16,15 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from digit_classifier.bench.samples import DRAWN_DEV, default_data_dir
-from digit_classifier.bench.variants import build
+from digit_classifier.bench.samples import DRAWN_DEV
+from digit_classifier.bench.variants import VARIANTS_DIR, build
+from digit_classifier.checkout import data_dir
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help=f"holds {DRAWN_DEV}/")
-    parser.add_argument("--out", type=Path, default=Path("data/drawn-variants"))
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help=f"holds {DRAWN_DEV}/")
+    parser.add_argument("--out", type=Path, default=VARIANTS_DIR)
     parser.add_argument("--per-digit", type=int, default=20, help="overshooting drawings per digit")
     parser.add_argument("--seed", type=int, default=2026)
     args = parser.parse_args(argv)

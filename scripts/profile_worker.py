@@ -22,15 +22,16 @@ from pathlib import Path
 from digit_classifier.bench.load import closed_loop, multipart
 from digit_classifier.bench.profile import markdown, profile_workers
 from digit_classifier.bench.reports import write_report
-from digit_classifier.bench.samples import default_data_dir, mnist_test_pngs
+from digit_classifier.bench.samples import mnist_test_pngs
 from digit_classifier.bench.serving import HANDLERS, served
+from digit_classifier.checkout import data_dir
 from digit_classifier.serving.export import ExportError, find_checkpoint
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("target", nargs="?", help="run folder or .ckpt (default: the newest run)")
-    parser.add_argument("--data-dir", type=Path, default=default_data_dir(), help="holds MNIST/raw")
+    parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
     parser.add_argument("--handler", choices=list(HANDLERS), default="full")
     parser.add_argument(

@@ -7,16 +7,11 @@ training), else in ``./data``; torchvision downloads MNIST there when it is miss
 from __future__ import annotations
 
 import csv
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 DRAWN_DEV = "drawn-digits-dev"
 """Folder of pen-drawn canvas PNGs under the data folder, with an ``index.csv``."""
-
-
-def default_data_dir() -> Path:
-    return Path(os.environ.get("DIGIT_DATA_DIR", "data"))
 
 
 @dataclass

@@ -29,6 +29,8 @@ from PIL import Image, ImageDraw, ImageFilter
 
 from digit_classifier.bench.samples import DRAWN_DEV, Sample, drawn_digits, indexed_samples, mnist_test_pngs
 
+VARIANTS_DIR = Path("data/drawn-variants")
+"""Where ``scripts/make_variants.py`` writes the variants set, and the measurements read it."""
 CANVAS = 280
 SUPERSAMPLE = 4
 STYLES = ("white_on_black", "black_on_white", "black_in_alpha", "white_in_alpha", "blue_on_white")

@@ -108,6 +108,11 @@ def normalize(images: torch.Tensor) -> torch.Tensor:
     return TF.normalize(images, mean=[MNIST_MEAN], std=[MNIST_STD])
 
 
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """The inverse of :func:`normalize`, clamped to ``[0, 1]``: normalised images to look at."""
+    return (images.float() * MNIST_STD + MNIST_MEAN).clamp(0, 1)
+
+
 @dataclass(frozen=True)
 class Ink:
     """Where the digit is in the 8-bit grey plane ``gray``: its ink level is

@@ -10,12 +10,12 @@ calibrates the same way.
 from __future__ import annotations
 
 import copy
-import os
 
 import torch
 from torch import nn
 from torchvision.datasets import MNIST
 
+from digit_classifier import checkout
 from digit_classifier.runtime.inference import for_inference
 from digit_classifier.runtime.precision import measure_int8_ranges
 from digit_classifier.runtime.preprocessing import normalize
@@ -28,7 +28,7 @@ in float32; with 2,048, 1 MNIST image and none (docs/performance.md)."""
 
 def calibration_fields(count: int = COUNT, seed: int = 0, data_dir: str | None = None) -> torch.Tensor:
     """``(count, 28, 28)`` uint8 ink fields from MNIST's training set (``DIGIT_DATA_DIR``)."""
-    root = data_dir or os.environ.get("DIGIT_DATA_DIR", "data")
+    root = data_dir or checkout.data_dir()
     train = MNIST(root, train=True, download=True)
     generator = torch.Generator().manual_seed(seed)
     index = torch.randperm(len(train.data), generator=generator)[:count]

@@ -19,7 +19,7 @@ from torchmetrics.classification import MulticlassConfusionMatrix
 from torchvision.utils import make_grid
 
 from digit_classifier.runtime.networks import NUM_CLASSES
-from digit_classifier.runtime.preprocessing import IMAGE_SIZE, MNIST_MEAN, MNIST_STD
+from digit_classifier.runtime.preprocessing import IMAGE_SIZE, denormalize
 
 
 def _tensorboard(trainer: Trainer) -> SummaryWriter | None:
@@ -27,10 +27,6 @@ def _tensorboard(trainer: Trainer) -> SummaryWriter | None:
         if isinstance(logger, TensorBoardLogger):
             return logger.experiment
     return None
-
-
-def _to_display(images: torch.Tensor) -> torch.Tensor:
-    return (images.float() * MNIST_STD + MNIST_MEAN).clamp(0, 1)
 
 
 class EpochSeed(Callback):
@@ -124,7 +120,7 @@ class ExampleImages(Callback):
         writer = _tensorboard(trainer)
         if self._logged or writer is None:
             return
-        images = _to_display(batch[0][: self.count].detach().cpu())
+        images = denormalize(batch[0][: self.count].detach().cpu())
         writer.add_image("examples/train_batch", make_grid(images, nrow=8, pad_value=0.5), 0)
         self._logged = True
 
@@ -205,7 +201,7 @@ def misclassified_grid(
     draw = ImageDraw.Draw(canvas)
     for number, (image, pred, target) in enumerate(wrong):
         x, y = (number % columns) * cell_width + 3, (number // columns) * cell_height + 2
-        pixels = (_to_display(image)[0].numpy() * 255).astype(np.uint8)
+        pixels = (denormalize(image)[0].numpy() * 255).astype(np.uint8)
         canvas.paste(Image.fromarray(pixels).resize((side, side), Image.Resampling.NEAREST), (x, y))
         draw.text((x, y + side + 1), f"{pred} (true {target})", fill=(255, 110, 110))
     return np.asarray(canvas)
