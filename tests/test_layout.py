@@ -88,3 +88,11 @@ def test_checkpoint_names_agree_with_the_run_folder_contract() -> None:
     for name in ("model_checkpoint", "last_checkpoint"):
         dirpath = OmegaConf.to_container(cfg.callbacks[name], resolve=False)["dirpath"]
         assert Path(dirpath).name == runs.CHECKPOINT_DIR
+
+
+def test_configs_name_metrics_that_training_logs() -> None:
+    with initialize_config_dir(str(ROOT / "configs"), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna"])
+    assert cfg.optimized_metric == runs.VAL_ACC_BEST
+    assert cfg.callbacks.model_checkpoint.monitor == runs.VAL_LOSS
+    assert cfg.callbacks.optuna_pruning.monitor == runs.VAL_ACC

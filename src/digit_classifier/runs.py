@@ -29,6 +29,14 @@ BEST_CHECKPOINT = "best"
 LAST_CHECKPOINT = "last"
 HYDRA_DIR = ".hydra"
 
+VAL_LOSS = "val/loss"
+VAL_ACC = "val/acc"
+VAL_ACC_BEST = "val/acc_best"
+TEST_LOSS = "test/loss"
+TEST_ACC = "test/acc"
+"""The metric names training logs, which the configs' ``monitor`` and ``optimized_metric``,
+``metrics.json`` and export read back (a test checks the configs)."""
+
 
 @dataclass
 class RunMetrics:

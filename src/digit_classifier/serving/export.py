@@ -29,6 +29,7 @@ from digit_classifier.runs import (
     BEST_CHECKPOINT,
     CHECKPOINT_DIR,
     METRICS_FILE,
+    VAL_ACC,
     RunFolder,
     RunMetrics,
     finite_float,
@@ -118,7 +119,7 @@ def checkpoint_val_acc(checkpoint: Mapping[str, Any]) -> float | None:
     for key, state in (checkpoint.get("callbacks") or {}).items():
         if not str(key).startswith("ModelCheckpoint") or not isinstance(state, Mapping):
             continue
-        if state.get("monitor") != "val/acc":
+        if state.get("monitor") != VAL_ACC:
             continue
         for name in ("current_score", "best_model_score"):
             value = finite_float(state.get(name))

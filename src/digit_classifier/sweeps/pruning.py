@@ -13,6 +13,7 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from optuna_integration import PyTorchLightningPruningCallback
 
+from digit_classifier.runs import VAL_ACC
 from hydra_plugins.digit_optuna_sweeper import attach_trial
 
 
@@ -34,7 +35,7 @@ class TrialPruning(PyTorchLightningPruningCallback):
         super().on_validation_end(trainer, pl_module)
 
 
-def optuna_pruning(trial: Mapping[str, Any] | None, monitor: str = "val/acc") -> Callback:
+def optuna_pruning(trial: Mapping[str, Any] | None, monitor: str = VAL_ACC) -> Callback:
     """The pruning callback for the sweep's trial, or a no-op callback without one.
 
     Each validation epoch reports ``monitor`` to the trial; when the study's pruner

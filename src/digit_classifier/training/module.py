@@ -14,6 +14,7 @@ from torch.optim.lr_scheduler import LRScheduler
 from torchmetrics import MaxMetric, MeanMetric
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
+from digit_classifier.runs import TEST_ACC, TEST_LOSS, VAL_ACC, VAL_ACC_BEST, VAL_LOSS
 from digit_classifier.runtime.networks import NUM_CLASSES, build_network
 
 
@@ -102,20 +103,20 @@ class DigitClassifier(LightningModule):
         out = self._shared_step(batch)
         self.val_loss(out["loss"])
         self.val_acc(out["preds"], batch[1])
-        self.log("val/loss", self.val_loss, on_epoch=True, prog_bar=True)
-        self.log("val/acc", self.val_acc, on_epoch=True, prog_bar=True)
+        self.log(VAL_LOSS, self.val_loss, on_epoch=True, prog_bar=True)
+        self.log(VAL_ACC, self.val_acc, on_epoch=True, prog_bar=True)
         return out
 
     def on_validation_epoch_end(self) -> None:
         self.val_acc_best(self.val_acc.compute())
-        self.log("val/acc_best", self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
+        self.log(VAL_ACC_BEST, self.val_acc_best.compute(), sync_dist=True, prog_bar=True)
 
     def test_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> dict:
         out = self._shared_step(batch)
         self.test_loss(out["loss"])
         self.test_acc(out["preds"], batch[1])
-        self.log("test/loss", self.test_loss, on_epoch=True)
-        self.log("test/acc", self.test_acc, on_epoch=True)
+        self.log(TEST_LOSS, self.test_loss, on_epoch=True)
+        self.log(TEST_ACC, self.test_acc, on_epoch=True)
         self.test_confusion.update(out["preds"], batch[1])
         return out
 
@@ -134,7 +135,7 @@ class DigitClassifier(LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Keep the validation accuracy of the weights saved (export puts it in the ``.mar``)."""
-        value = self.trainer.callback_metrics.get("val/acc")
+        value = self.trainer.callback_metrics.get(VAL_ACC)
         checkpoint["val_acc"] = float(value) if value is not None else None
 
     def configure_optimizers(self) -> dict[str, Any]:

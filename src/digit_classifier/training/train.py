@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
-from digit_classifier.runs import RunMetrics, finite_float
+from digit_classifier.runs import TEST_ACC, TEST_LOSS, VAL_ACC_BEST, RunMetrics, finite_float
 from digit_classifier.training.configs import CONFIG_DIR
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,9 @@ def train(cfg: DictConfig) -> dict[str, float | None]:
         metrics.update({name: finite_float(v) for name, v in trainer.callback_metrics.items()})
 
     summary = RunMetrics(
-        best_val_acc=metrics.get("val/acc_best"),
-        test_acc=metrics.get("test/acc"),
-        test_loss=metrics.get("test/loss"),
+        best_val_acc=metrics.get(VAL_ACC_BEST),
+        test_acc=metrics.get(TEST_ACC),
+        test_loss=metrics.get(TEST_LOSS),
         best_ckpt_path=_resolved(best_path),
         last_ckpt_path=_resolved(last_path),
         epochs=trainer.current_epoch,
