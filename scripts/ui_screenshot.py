@@ -9,25 +9,16 @@ The PNG is reduced to a 64-colour palette to keep it small in the repository.
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from pathlib import Path
 
 from PIL import Image
 from playwright.sync_api import sync_playwright
 
+from digit_classifier.bench.variants import arc
 from digit_classifier.web.browser import CHROMIUM, launch
 
-
-def arc(
-    cx: float, cy: float, radius: float, start: float, end: float, points: int = 14
-) -> list[tuple[float, float]]:
-    """Points along a circular arc, angles in degrees, y pointing down as on the canvas."""
-    angles = [math.radians(start + (end - start) * step / (points - 1)) for step in range(points)]
-    return [(cx + radius * math.cos(angle), cy + radius * math.sin(angle)) for angle in angles]
-
-
-THREE = [arc(138, 95, 52, -165, 95), arc(138, 192, 58, -95, 160)]
+THREE = [arc(138, 95, 52, 52, -165, 95, 14), arc(138, 192, 58, 58, -95, 160, 14)]
 """A "3" as two strokes, in canvas pixels (0 to 280)."""
 
 

@@ -158,6 +158,7 @@ def white_on_black(sample: Sample) -> Image.Image:
 
 
 def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, points: int = 24) -> Stroke:
+    """Points along an elliptic arc, angles in degrees, y pointing down as on a canvas."""
     angles = np.radians(np.linspace(start, end, points))
     return [(cx + rx * math.cos(a), cy + ry * math.sin(a)) for a in angles]
 

@@ -265,7 +265,11 @@ def ink_map(pixels: np.ndarray) -> Ink:
 
 
 def _gray(pixels: np.ndarray) -> np.ndarray:
-    """One 8-bit grey plane; transparent pixels laid on a backdrop that contrasts with the paint."""
+    """One 8-bit grey plane; transparent pixels laid on a backdrop that contrasts with the paint.
+
+    The drawing page previews an upload on a backdrop chosen by the same rule
+    (``backdropFor`` in ``web/static/app.js``): keep the two alike.
+    """
     channels = pixels.shape[0]
     gray = pixels[0] if channels < 3 else _luma(pixels)
     if channels not in (2, 4):

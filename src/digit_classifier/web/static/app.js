@@ -138,7 +138,8 @@ function showSample(blob, caption, description = caption) {
 }
 
 // A transparent PNG's ink can be dark or light; lay it on a backdrop that contrasts with
-// the paint, as the server does before classifying it.
+// the paint, as the server does before classifying it: the same rule (ITU-R 601 luma, mean
+// paint weighted by alpha, light at 0.5 or above) as _gray in runtime/preprocessing.py.
 function backdropFor(img) {
   const side = 64;
   const copy = document.createElement("canvas");
