@@ -23,6 +23,7 @@ import pytest
 import requests
 import yaml
 from conftest import ROOT, run_script, script_env
+from hydra import compose, initialize_config_dir
 from optuna.storages import InMemoryStorage, RDBStorage
 from optuna.trial import TrialState
 from PIL import Image
@@ -35,6 +36,7 @@ from tensorboard.util.tensor_util import make_ndarray
 from digit_classifier.serving.torchserve import free_ports
 from digit_classifier.sweeps.plots import study_from_snapshot
 from digit_classifier.sweeps.summary import write_summary
+from digit_classifier.training.configs import CONFIG_DIR
 from hydra_plugins.digit_optuna_sweeper import TRIALS_FILE
 from hydra_plugins.digit_optuna_sweeper._impl import OptunaSearch
 from hydra_plugins.digit_optuna_sweeper._space import parse_search_space
@@ -42,13 +44,15 @@ from hydra_plugins.digit_optuna_sweeper._study import HOST, counted, export_stud
 
 pytestmark = pytest.mark.slow
 
-SEARCH = {
-    "optimizer.lr": "tag(log, interval(1e-4, 1e-2))",
-    "data.batch_size": "choice(64, 128, 256)",
-    "model.net.width": "choice(16, 32, 48, 64)",
-    "model.net.dropout": "interval(0.0, 0.5)",
-    "data.augment.strength": "interval(0.0, 1.5)",
-}
+
+def _search_space() -> dict[str, str]:
+    """The search space ``hparams_search=optuna`` sweeps (``configs/hparams_search/optuna.yaml``)."""
+    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
+    return dict(cfg.hydra.sweeper.params)
+
+
+SEARCH = _search_space()
 
 
 def tiny(data_dir: Path, sweep_dir: Path, *extra: str, logger: str = "none") -> list[str]:
