@@ -7,7 +7,7 @@ Each subpackage is one part of the pipeline:
   Pillow and pyspng, so it is the only code TorchServe's workers run besides the handler.
 * ``training``: the data module, augmentation, LightningModule, callbacks, and the
   ``train`` and ``evaluate`` entry points behind ``train.py`` and ``eval.py``.
-* ``sweeps``: sweep summaries, the best trial, Optuna pruning.
+* ``sweeps``: sweep summaries, the best trial, Optuna's plots.
 * ``serving``: checkpoint export, ``.mar`` archiving, offline prediction, a local TorchServe.
 * ``web``: the drawing page and its small server.
 * ``bench``: what the benchmark and measurement scripts share.

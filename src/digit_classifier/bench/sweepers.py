@@ -31,8 +31,9 @@ SPACE = [
     "model.net.dropout=interval(0.0, 0.5)",
 ]
 PRUNING = [
-    "+callbacks.optuna_pruning._target_=digit_classifier.sweeps.pruning.optuna_pruning",
+    "+callbacks.optuna_pruning._target_=hydra_plugins.digit_optuna_sweeper.pruning.optuna_pruning",
     "+callbacks.optuna_pruning.trial=${optuna_trial}",
+    "+callbacks.optuna_pruning.monitor=val/acc",
     "hydra/sweeper/pruner=threshold",
     "hydra.sweeper.pruner.lower=1.01",
     "trainer.max_epochs=2",

@@ -1,8 +1,10 @@
-"""Optuna pruning for trials launched by the ``digit_optuna`` Hydra sweeper.
+"""Optuna pruning for trials launched by this sweeper: a Lightning callback.
 
 The sweeper adds ``optuna_trial.{study,number}`` to each trial's config; the
 ``hparams_search`` presets add a ``callbacks.optuna_pruning`` entry pointing here, so
-``train.py`` needs no change: outside a search the entry is a no-op callback.
+``train.py`` needs no change: outside a search the entry is a no-op callback. It lives in
+the plugin, beside the trials it reports to, so that the training package knows nothing of
+Optuna.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from typing import Any
 from lightning import Callback, LightningModule, Trainer
 from optuna_integration import PyTorchLightningPruningCallback
 
-from digit_classifier.runs import VAL_ACC
-from hydra_plugins.digit_optuna_sweeper import attach_trial
+from . import attach_trial
 
 
 class TrialPruning(PyTorchLightningPruningCallback):
@@ -35,7 +36,7 @@ class TrialPruning(PyTorchLightningPruningCallback):
         super().on_validation_end(trainer, pl_module)
 
 
-def optuna_pruning(trial: Mapping[str, Any] | None, monitor: str = VAL_ACC) -> Callback:
+def optuna_pruning(trial: Mapping[str, Any] | None, monitor: str) -> Callback:
     """The pruning callback for the sweep's trial, or a no-op callback without one.
 
     Each validation epoch reports ``monitor`` to the trial; when the study's pruner
