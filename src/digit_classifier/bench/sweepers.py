@@ -31,7 +31,7 @@ SPACE = [
     "model.net.dropout=interval(0.0, 0.5)",
 ]
 PRUNING = [
-    "+callbacks.optuna_pruning._target_=hydra_plugins.digit_optuna_sweeper.pruning.optuna_pruning",
+    "+callbacks.optuna_pruning._target_=hydra_plugins.digit_optuna_sweeper.optuna_pruning",
     "+callbacks.optuna_pruning.trial=${optuna_trial}",
     "+callbacks.optuna_pruning.monitor=val/acc",
     "hydra/sweeper/pruner=threshold",
@@ -141,7 +141,22 @@ def resumed_search_repeats_no_trial(search: Search) -> dict[str, Any]:
     return {"ok": repeats == 0, "seen": f"{repeats} of {len(trials)} trials repeat earlier parameters"}
 
 
-def killed_trial_is_retried(search: Search) -> dict[str, Any]:
+def killed_trial_is_retried(search: Search, attempts: int = 3) -> dict[str, Any]:
+    """Kill a search in its second trial, rerun it, and look for that trial's retry.
+
+    The kill comes from outside, once the trial's folder appears, so the trial may finish
+    first; the scenario then starts again in a fresh folder, up to ``attempts`` times.
+    """
+    for attempt in range(attempts):
+        retry = Search(search.sweeper, search.folder / f"attempt-{attempt}")
+        retry.folder.mkdir()
+        seen = _killed_in_trial_1(retry)
+        if seen is not None:
+            return seen
+    return {"ok": False, "seen": f"trial 1 finished before the kill {attempts} times"}
+
+
+def _killed_in_trial_1(search: Search) -> dict[str, Any] | None:
     first = search.start(3)
     sweep = search.folder / "sweep"
     deadline = time.monotonic() + 300
@@ -151,6 +166,8 @@ def killed_trial_is_retried(search: Search) -> dict[str, Any]:
         time.sleep(0.1)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait()
+    if search.trials()[1].state != TrialState.RUNNING:
+        return None
     search.run(3)
     trials = search.trials()
     killed = trials[1]

@@ -1,1 +1,1 @@
-"""Sweeps: the summary of a sweep folder, its best trial, and Optuna pruning for trials."""
+"""Sweeps: the summary of a sweep folder, its best trial, and Optuna's plots."""

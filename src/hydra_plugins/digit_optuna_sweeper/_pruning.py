@@ -1,21 +1,18 @@
 """Optuna pruning for trials launched by this sweeper: a Lightning callback.
 
 The sweeper adds ``optuna_trial.{study,number}`` to each trial's config; the
-``hparams_search`` presets add a ``callbacks.optuna_pruning`` entry pointing here, so
+``hparams_search`` presets add a ``callbacks.optuna_pruning`` entry (the package's
+:func:`~hydra_plugins.digit_optuna_sweeper.optuna_pruning`, which imports this module), so
 ``train.py`` needs no change: outside a search the entry is a no-op callback. It lives in
 the plugin, beside the trials it reports to, so that the training package knows nothing of
-Optuna.
+Optuna; the leading underscore keeps Hydra's plugin scan from importing Lightning and
+Optuna at every start.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-from lightning import Callback, LightningModule, Trainer
+from lightning import LightningModule, Trainer
 from optuna_integration import PyTorchLightningPruningCallback
-
-from . import attach_trial
 
 
 class TrialPruning(PyTorchLightningPruningCallback):
@@ -34,15 +31,3 @@ class TrialPruning(PyTorchLightningPruningCallback):
                 self._trial.report(float(score), step=trainer.current_epoch)
             return
         super().on_validation_end(trainer, pl_module)
-
-
-def optuna_pruning(trial: Mapping[str, Any] | None, monitor: str) -> Callback:
-    """The pruning callback for the sweep's trial, or a no-op callback without one.
-
-    Each validation epoch reports ``monitor`` to the trial; when the study's pruner
-    judges the trial hopeless it raises ``optuna.TrialPruned``, which ends ``fit`` and
-    reaches the sweeper as the job's error, recorded as a pruned trial.
-    """
-    if not trial:
-        return Callback()
-    return TrialPruning(attach_trial(str(trial["study"]), int(trial["number"])), monitor=monitor)
