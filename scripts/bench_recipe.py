@@ -1,11 +1,13 @@
 """Benchmark the training recipe against the seed app's: wall time, accuracy, what users get.
 
     python scripts/bench_recipe.py [--rounds 1] [--target 0.99] [--override KEY=VALUE ...]
+                                   [--experiment NAME ...]
 
 In one run: trains ``python train.py experiment=seed_baseline`` and ``python train.py``
-(the default) ``--rounds`` times, alternating, timing each whole command as a user runs it;
+(the default), and ``python train.py experiment=NAME`` for each ``--experiment``, ``--rounds``
+times, alternating, timing each whole command as a user runs it;
 measures the default configuration's time to ``--target`` test accuracy (training time
-only, as ``scripts/bench_train.py --time-to-accuracy``); then archives both trained models,
+only, as ``scripts/bench_train.py --time-to-accuracy``); then archives every trained model,
 serves each from a private TorchServe, and sends every MNIST test image, every drawn digit
 of ``<data>/drawn-digits-dev`` and every handwriting variant (``scripts/make_variants.py``;
 built into ``--variants-dir`` when missing) through the endpoint as PNG uploads. Prints a
@@ -29,7 +31,7 @@ from digit_classifier.bench.recipe import (
 from digit_classifier.bench.reports import write_report
 from digit_classifier.bench.samples import Sample
 from digit_classifier.bench.variants import VARIANTS_DIR, evaluation_sets
-from digit_classifier.checkout import data_dir
+from digit_classifier.checkout import CONFIGS, data_dir
 
 
 def endpoint_sets(args: argparse.Namespace) -> dict[str, list[Sample]]:
@@ -44,6 +46,12 @@ def main(argv: list[str] | None = None) -> int:
         "--target", type=float, default=0.99, help="test accuracy for the time-to-accuracy run"
     )
     parser.add_argument("--override", action="append", default=[], help="a Hydra override for every run")
+    parser.add_argument(
+        "--experiment",
+        action="append",
+        default=[],
+        help="also train, time and serve configs/experiment/NAME.yaml (for example accurate)",
+    )
     parser.add_argument("--data-dir", type=Path, default=data_dir(), help="holds MNIST/raw")
     parser.add_argument("--cache-dir", type=Path, default=Path("data/mnist-test-png"))
     parser.add_argument("--variants-dir", type=Path, default=VARIANTS_DIR)
@@ -53,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, help="only the first N images of each set (smoke runs)")
     parser.add_argument("--report", type=Path, default=Path("logs/bench/recipe.json"))
     args = parser.parse_args(argv)
+    for name in args.experiment:
+        if not (CONFIGS / "experiment" / f"{name}.yaml").is_file():
+            parser.error(f"no experiment {name!r} in {CONFIGS / 'experiment'}")
     runs_dir = args.runs_dir or Path(tempfile.mkdtemp(prefix="bench-recipe-"))
-    report = {"runs": train_rounds(args.rounds, args.override, runs_dir)}
+    report = {"runs": train_rounds(args.rounds, args.override, runs_dir, args.experiment)}
     report["summary"] = summary(report["runs"])
     report["time_to_accuracy"] = time_to_target(args.override, args.target)
     sets = endpoint_sets(args)

@@ -149,10 +149,15 @@ def test_bench_recipe(small_mnist: Path, tmp_path: Path) -> None:
         *("--variants-dir", str(tmp_path / "variants"), "--runs-dir", str(tmp_path / "runs")),
         *("--target", "0.3", "--report", str(report_path)),
         *("--override", "data.val_size=200", "--override", "data.download=false"),
-        *("--override", "trainer.max_epochs=1"),
+        *("--override", "trainer.max_epochs=1", "--experiment", "accurate"),
     )
     report = json.loads(report_path.read_text())
-    assert {name: len(runs) for name, runs in report["runs"].items()} == {"seed_baseline": 1, "default": 1}
+    assert {name: len(runs) for name, runs in report["runs"].items()} == {
+        "seed_baseline": 1,
+        "default": 1,
+        "accurate": 1,
+    }
     assert report["summary"]["wall_ratio"] > 0
     assert report["endpoint"]["default"]["mnist_test"]["n"] == 30
+    assert report["endpoint"]["accurate"]["mnist_test"]["n"] == 30
     assert "x seed" in report_path.with_suffix(".md").read_text()

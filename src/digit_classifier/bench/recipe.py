@@ -1,10 +1,11 @@
 """The training recipe against the seed app's, in one run: time, accuracy, and what users get.
 
 ``scripts/bench_recipe.py`` is the command line. Each round trains the seed baseline
-(``experiment=seed_baseline``) and then the default (``python train.py``) as a user runs
-them, timing each whole command; then it measures the default configuration's time to a
-test accuracy (:func:`digit_classifier.bench.training.time_to_accuracy`), and serves both
-trained models from a private TorchServe to send every MNIST test image, every drawn digit
+(``experiment=seed_baseline``), then the default (``python train.py``), then any named
+experiment asked for (``experiment=accurate``), as a user runs them, timing each whole
+command; then it measures the default configuration's time to a test accuracy
+(:func:`digit_classifier.bench.training.time_to_accuracy`), and serves every trained model
+from a private TorchServe to send every MNIST test image, every drawn digit
 and every handwriting variant through the endpoint as PNG uploads.
 """
 
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +30,17 @@ from digit_classifier.serving.archive import build_archive
 from digit_classifier.serving.torchserve import private_torchserve
 
 RECIPES = {"seed_baseline": ["experiment=seed_baseline"], "default": []}
+"""The recipes every run compares, each as its ``train.py`` overrides."""
 
 
-def train_timed(name: str, overrides: list[str], run_dir: Path) -> dict[str, Any]:
+def recipes(experiments: Sequence[str] = ()) -> dict[str, list[str]]:
+    """The seed baseline, the default, then each ``configs/experiment/<name>.yaml`` asked for."""
+    return RECIPES | {name: [f"experiment={name}"] for name in experiments}
+
+
+def train_timed(name: str, recipe: list[str], overrides: list[str], run_dir: Path) -> dict[str, Any]:
     """Run ``python train.py`` as a user would; the wall time of the whole command and its metrics."""
-    command = [sys.executable, "train.py", *RECIPES[name], *overrides]
+    command = [sys.executable, "train.py", *recipe, *overrides]
     command += ["trainer.enable_progress_bar=false", f"hydra.run.dir={run_dir}"]
     shutil.rmtree(run_dir, ignore_errors=True)
     started = time.perf_counter()
@@ -55,12 +63,15 @@ def train_timed(name: str, overrides: list[str], run_dir: Path) -> dict[str, Any
     }
 
 
-def train_rounds(rounds: int, overrides: list[str], out_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Each recipe ``rounds`` times, alternating, so that both see the same machine."""
-    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in RECIPES}
+def train_rounds(
+    rounds: int, overrides: list[str], out_dir: Path, experiments: Sequence[str] = ()
+) -> dict[str, list[dict[str, Any]]]:
+    """Each recipe ``rounds`` times, alternating, so that all see the same machine."""
+    chosen = recipes(experiments)
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in chosen}
     for number in range(rounds):
-        for name in RECIPES:
-            runs[name].append(train_timed(name, overrides, out_dir / f"{name}-{number}"))
+        for name, recipe in chosen.items():
+            runs[name].append(train_timed(name, recipe, overrides, out_dir / f"{name}-{number}"))
     return runs
 
 
