@@ -33,10 +33,10 @@ from tensorboard.backend.event_processing.plugin_event_multiplexer import EventM
 from tensorboard.plugins.hparams import plugin_data_pb2
 from tensorboard.util.tensor_util import make_ndarray
 
+from digit_classifier.checkout import CONFIGS
 from digit_classifier.serving.torchserve import free_ports
 from digit_classifier.sweeps.plots import study_from_snapshot
 from digit_classifier.sweeps.summary import write_summary
-from digit_classifier.training.configs import CONFIG_DIR
 from hydra_plugins.digit_optuna_sweeper import TRIALS_FILE
 from hydra_plugins.digit_optuna_sweeper._impl import OptunaSearch
 from hydra_plugins.digit_optuna_sweeper._space import parse_search_space
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.slow
 
 def _search_space() -> dict[str, str]:
     """The search space ``hparams_search=optuna`` sweeps (``configs/hparams_search/optuna.yaml``)."""
-    with initialize_config_dir(str(CONFIG_DIR), version_base="1.3"):
+    with initialize_config_dir(str(CONFIGS), version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=optuna"], return_hydra_config=True)
     return dict(cfg.hydra.sweeper.params)
 

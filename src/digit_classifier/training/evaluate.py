@@ -9,7 +9,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-from digit_classifier.training.configs import CONFIG_DIR
+from digit_classifier.checkout import CONFIGS
 from digit_classifier.training.module import DigitClassifier
 
 log = logging.getLogger(__name__)
@@ -33,7 +33,7 @@ def evaluate(cfg: DictConfig) -> dict[str, float]:
     return report
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="eval")
+@hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="eval")
 def main(cfg: DictConfig) -> None:
     evaluate(cfg)
 

@@ -19,8 +19,8 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
 
+from digit_classifier.checkout import CONFIGS
 from digit_classifier.runs import TEST_ACC, TEST_LOSS, VAL_ACC_BEST, RunMetrics, finite_float
-from digit_classifier.training.configs import CONFIG_DIR
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ def _resolved(path: str | None) -> str | None:
     return str(Path(path).resolve()) if path else None
 
 
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONFIGS), config_name="train")
 def main(cfg: DictConfig) -> float | None:
     metrics = train(cfg)
     name = cfg.get("optimized_metric")
